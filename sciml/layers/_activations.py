@@ -70,6 +70,7 @@ for _name, _fn in [
     ("square", jnp.square),
 ]:
     ACTIVATIONS.add(_name, _fn)
+ACTIVATIONS.freeze_builtins()
 
 
 def apply_activation(act: str | Callable | None, x: jax.Array) -> jax.Array:

@@ -26,10 +26,10 @@ class Chain(Layer):
         names: the key of each layer in params and state.
 
     Parameters:
-        layer_<i>: params of the i-th layer (or of the layer of that name)
+        <name>: params of each layer, under its name (layer_0, layer_1, ... or the names given)
 
     State:
-        layer_<i>: state of the i-th layer (or of the layer of that name)
+        <name>: state of each layer, under its name
 
     Example:
         >>> import jax, jax.numpy as jnp

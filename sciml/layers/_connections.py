@@ -50,3 +50,4 @@ def _concat(*ys):
 
 for _name, _fn in [("add", _add), ("mul", _mul), ("concat", _concat)]:
     CONNECTIONS.add(_name, _fn)
+CONNECTIONS.freeze_builtins()

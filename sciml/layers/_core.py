@@ -45,6 +45,25 @@ class Layer:
       :class:`sciml.PrecisionError`, rather than truncated, when JAX's x64 mode is off (a no-op
       with x64 on, the default);
     * turns registered functions given as hyper-parameters (``act=jnp.tanh``) into their names.
+
+    Example:
+        >>> import dataclasses, jax, jax.numpy as jnp
+        >>> from sciml import layers as L
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class Affine(L.Layer):            # y = a * x + b, with learned scalars a and b
+        ...     a0: float = 1.0
+        ...
+        ...     def init(self, key, dtype=jnp.float32):
+        ...         return {"a": jnp.full((), self.a0, dtype), "b": jnp.zeros((), dtype)}, {}
+        ...
+        ...     def apply(self, params, x, state):
+        ...         return params["a"] * x + params["b"], state
+        >>> layer = Affine(a0=2.0)
+        >>> params, state = layer.init(jax.random.key(0))
+        >>> layer(params, jnp.arange(3.0)).tolist()
+        [0.0, 2.0, 4.0]
+        >>> L.from_config(layer.to_config()) == layer
+        True
     """
 
     #: True for layers whose ``init`` returns a non-empty state of their own (BatchNorm, Dropout).

@@ -62,6 +62,7 @@ for _name, _fn in [
     ("ones", _ones),
 ]:
     INITIALIZERS.add(_name, _fn)
+INITIALIZERS.freeze_builtins()
 
 
 def initialize(init: str | Callable, key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:

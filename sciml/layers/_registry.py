@@ -27,6 +27,11 @@ class FunctionRegistry:
         self.register_name = register
         self._by_name: dict[str, Callable] = {}
         self._by_function: dict[Any, str] = {}
+        self._builtin: frozenset[str] = frozenset()
+
+    def freeze_builtins(self) -> None:
+        """Mark the names registered so far as sciml's own: they can never be re-registered."""
+        self._builtin = frozenset(self._by_name)
 
     def add(self, name: str, fn: Callable) -> None:
         """Register ``fn`` under ``name`` (the first name a function gets is the one it is stored as)."""
@@ -35,12 +40,13 @@ class FunctionRegistry:
         if not callable(fn):
             raise TypeError(f"`{self.register_name}({name!r}, fn)` needs a callable `fn`; got {fn!r}.")
         existing = self._by_name.get(name)
-        if existing is not None and existing is not fn:
+        redefined = name not in self._builtin and _qualified_name(existing) == _qualified_name(fn)
+        if existing is not None and existing is not fn and not redefined:
             raise ValueError(
                 f"the {self.kind} name {name!r} is already registered for {existing!r}. "
                 f"Choose another name: a saved model must mean the same function when it is loaded."
             )
-        self._by_name[name] = fn
+        self._by_name[name] = fn  # the same function defined again (a re-run cell) replaces it
         self._by_function.setdefault(fn, name)
 
     def names(self) -> tuple[str, ...]:
@@ -73,6 +79,10 @@ class FunctionRegistry:
     def resolve(self, value: str | Callable) -> Callable:
         """The function a stored value (a name or a callable) stands for."""
         return self._by_name[value] if isinstance(value, str) else value
+
+
+def _qualified_name(fn: Callable) -> str:
+    return f"{getattr(fn, '__module__', None)}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
 def function_field(registry: FunctionRegistry, default: Any) -> Any:
