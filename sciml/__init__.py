@@ -9,8 +9,13 @@ from sciml._config import apply_x64_policy as _apply_x64_policy
 _apply_x64_policy()
 
 from sciml._config import PrecisionError, x64_enabled  # noqa: E402
-from sciml import layers  # noqa: E402
+from sciml import adjoints, layers, solvers  # noqa: E402
+from sciml._solve import solve  # noqa: E402
+from sciml._solve_ivp import OdeResult, solve_ivp  # noqa: E402
+from sciml.io import load, save  # noqa: E402
+from sciml.solvers import Event, Solution, SolveError, Status  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["PrecisionError", "x64_enabled", "layers", "__version__"]
+__all__ = ["PrecisionError", "x64_enabled", "layers", "solvers", "adjoints", "solve", "solve_ivp",
+           "OdeResult", "Event", "Solution", "SolveError", "Status", "save", "load", "__version__"]

@@ -1,0 +1,335 @@
+"""`sciml.solve`: validate the problem, flatten it, run it through the chosen adjoint, build the Solution."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sciml._config import check_precision
+from sciml._flat import flatten
+from sciml.solvers._control import PIController
+from sciml.solvers._events import Event, EventSet
+from sciml.solvers._loop import LoopConfig
+from sciml.solvers._solution import Solution, unflatten_batched
+from sciml.solvers._status import raise_on_failure
+
+_SAVEAT_MODES = ("dense", "steps")
+
+
+def solve(f: Callable, y0: Any, t_span, args: Any = None, solver=None, saveat=None,
+          rtol=1e-6, atol=1e-6, dt0=None, max_steps: int = 100_000, adjoint=None,
+          events: Sequence[Event] | None = None, throw: bool = True, adaptive: bool = True,
+          max_step=None, event_records: int = 1) -> Solution:
+    """Solve the ODE ``dy/dt = f(t, y, args)`` from ``t_span[0]`` to ``t_span[1]``.
+
+    Args:
+        f: vector field ``f(t, y, args)`` returning the structure, shapes and (a dtype no wider than
+            the state's) of ``y``.
+        y0: initial state, any pytree of floating or complex arrays.
+        t_span: ``(t0, t1)``; ``t1 < t0`` integrates backwards in time.
+        args: anything ``f`` needs (e.g. parameters from ``sciml.layers``); differentiable.
+        solver: a solver from ``sciml.solvers`` (default ``Tsit5()``).
+        saveat: ``None`` (final state only), an array of times inside ``t_span`` (sorted in the
+            direction of integration), ``"steps"`` (every accepted step) or ``"dense"`` (every step
+            plus the continuous extension, read with ``sol.evaluate(t)``).
+        rtol, atol: tolerances, scalars or pytrees like ``y0``.
+        dt0: initial step; ``None`` picks it automatically (Hairer's algorithm). Required with
+            ``adaptive=False``.
+        max_steps: bound on step attempts; hitting it is a failure (``Status.MAX_STEPS``).
+        adjoint: how gradients are computed, an object from ``sciml.adjoints`` (default ``Auto()``).
+        events: a list of :class:`sciml.Event`.
+        throw: raise :class:`SolveError` on failure (inside ``jit``: a runtime error at the boundary).
+            With ``throw=False`` inspect ``sol.status`` / ``sol.message()``.
+        adaptive: ``False`` takes fixed steps of ``dt0``.
+        max_step: largest step allowed.
+        event_records: how many crossings of each event to record in ``sol.event_ts``.
+
+    Returns:
+        A :class:`Solution`: ``ts``, ``ys``, ``status``, ``stats``, ``evaluate`` and event fields.
+
+    Dtypes: the state is integrated in ``result_type(y0, f(t0, y0, args))``; float32 stays float32,
+    complex stays complex. Times keep the dtype of ``t_span`` when given as arrays, else the state's
+    real dtype.
+
+    Example:
+        >>> import jax.numpy as jnp, sciml
+        >>> sol = sciml.solve(lambda t, y, k: -k * y, jnp.array([1.0]), (0.0, 1.0), args=2.0,
+        ...                   saveat=jnp.array([0.5, 1.0]), rtol=1e-8, atol=1e-8)
+        >>> bool(jnp.allclose(sol.ys[:, 0], jnp.exp(-2.0 * sol.ts)))
+        True
+    """
+    from sciml.adjoints import Auto
+    from sciml.solvers import Tsit5
+
+    solver = Tsit5() if solver is None else solver
+    adjoint = Auto() if adjoint is None else adjoint
+    problem = _prepare(f, y0, t_span, args, solver, saveat, rtol, atol, dt0, max_steps, events,
+                       adaptive, max_step, event_records, adjoint)
+    res = adjoint.integrate(problem.cfg, problem.f, problem.y0, problem.s0, problem.s1, problem.args,
+                            problem.s_ts, problem.rtol, problem.atol, problem.dt0)
+    sol = _build_solution(problem, res)
+    return _throw(sol) if throw else sol
+
+
+class _Problem:
+    """Everything `solve` derives from its arguments, in the loop's flat, forward-time form."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def _prepare(f, y0, t_span, args, solver, saveat, rtol, atol, dt0, max_steps, events, adaptive,
+             max_step, event_records, adjoint) -> _Problem:
+    check_precision(y0, "y0")
+    check_precision(args, "args")
+    check_precision(t_span, "t_span")
+    if isinstance(saveat, (np.ndarray, np.generic)):
+        check_precision(saveat, "saveat")
+    if not callable(f):
+        raise TypeError(f"`f` must be a callable f(t, y, args); got {type(f).__name__}.")
+    if not (isinstance(t_span, (tuple, list)) and len(t_span) == 2) and not (
+            hasattr(t_span, "shape") and tuple(t_span.shape) == (2,)):
+        raise ValueError(f"`t_span` must be a pair (t0, t1); got {t_span!r}.")
+    if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ValueError(f"`max_steps` must be a positive int; got {max_steps!r}.")
+    if not adaptive and dt0 is None:
+        raise ValueError("`adaptive=False` takes fixed steps of `dt0`: pass `dt0=`.")
+    if adaptive and not solver.adaptive:
+        raise ValueError(
+            f"`{solver!r}` has no error estimate, so it cannot adapt its step: pass `adaptive=False, "
+            f"dt0=...`, or use an adaptive method such as `sciml.solvers.Tsit5()`.")
+
+    leaves = jax.tree_util.tree_leaves(y0)
+    if not leaves:
+        raise ValueError("`y0` has no arrays; pass the initial state as an array or a pytree of arrays.")
+    for leaf in leaves:
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            raise TypeError(
+                f"`y0` has a leaf of dtype {jnp.dtype(dtype).name}; ODE states must be floating or "
+                f"complex. Convert it explicitly, e.g. `jnp.asarray(y0, jnp.float64)`.")
+    y0_flat, _ = flatten(y0)
+    y0_tree = jax.tree_util.tree_map(jnp.asarray, y0)
+    t0_in, t1_in = t_span[0], t_span[1]
+
+    # The state dtype is what f's output promotes it to (never lower than y0's).
+    time_probe = jnp.asarray(t0_in)
+    out = _probe_f(f, time_probe, y0_tree, args)
+    state_dtype = jnp.result_type(y0_flat.dtype, *[o.dtype for o in jax.tree_util.tree_leaves(out)])
+    real_dtype = jnp.zeros((), state_dtype).real.dtype
+    time_dtype = _time_dtype(t0_in, t1_in, saveat, real_dtype)
+    t0 = jnp.asarray(t0_in, time_dtype)
+    t1 = jnp.asarray(t1_in, time_dtype)
+    y0_flat = y0_flat.astype(state_dtype)
+    _, unflatten = flatten(jax.tree_util.tree_map(lambda x: jnp.asarray(x).astype(state_dtype), y0_tree))
+    _check_f_output(f, t0, unflatten(y0_flat), args, y0_tree, state_dtype)
+
+    _check_concrete_values(t0, t1, y0_flat, rtol, atol)
+    direction = jnp.where(t1 >= t0, 1, -1).astype(time_dtype)
+
+    if saveat is None:
+        mode, ts_user = "final", None
+    elif isinstance(saveat, str):
+        if saveat not in _SAVEAT_MODES:
+            raise ValueError(f"`saveat` must be None, an array of times, \"steps\" or \"dense\"; got {saveat!r}.")
+        mode, ts_user = saveat, None
+    else:
+        mode, ts_user = "ts", jnp.asarray(saveat)
+        if ts_user.ndim != 1:
+            raise ValueError(f"`saveat` must be a 1-D array of times; got shape {ts_user.shape}.")
+        _check_saveat(ts_user, t0, t1)
+    s_ts = (jnp.zeros((0,), time_dtype) if ts_user is None
+            else ts_user.astype(time_dtype) * direction)
+
+    rtol_flat = _tolerance(rtol, y0_tree, real_dtype, "rtol")
+    atol_flat = _tolerance(atol, y0_tree, real_dtype, "atol")
+
+    ev_set = None
+    if events:
+        events = tuple(events)
+        for e in events:
+            if not isinstance(e, Event):
+                raise TypeError(f"`events` must be a list of `sciml.Event`; got {type(e).__name__}.")
+        ev_set = EventSet(events, unflatten, time_sign=direction, records=int(event_records))
+
+    def f_forward(s, y, a):
+        out = f(s * direction, unflatten(y), a)
+        flat, _ = flatten(out)
+        return direction.astype(real_dtype) * flat.astype(state_dtype)
+
+    controller = PIController(dtmax=max_step)
+    cfg = LoopConfig(solver=solver, controller=controller, max_steps=int(max_steps), adaptive=adaptive,
+                     record_steps=mode in _SAVEAT_MODES, record_dense=mode == "dense", events=ev_set)
+    dt0_s = None if dt0 is None else jnp.abs(jnp.asarray(dt0, time_dtype))
+    return _Problem(cfg=cfg, f=f_forward, y0=y0_flat, s0=t0 * direction, s1=t1 * direction, args=args,
+                    s_ts=s_ts, rtol=rtol_flat, atol=atol_flat, dt0=dt0_s, mode=mode, ts_user=ts_user,
+                    direction=direction, unflatten=unflatten, time_dtype=time_dtype, solver=solver,
+                    max_steps=int(max_steps), f_user=f, user_args=args, t0=t0)
+
+
+def _probe_f(f, t, y, args):
+    try:
+        return jax.eval_shape(f, t, y, args)
+    except Exception as err:  # re-raised with the call that failed named
+        raise type(err)(f"calling `f(t0, y0, args)` failed: {err}") from err
+
+
+def _check_f_output(f, t0, y_state, args, y0_tree, state_dtype):
+    out = jax.eval_shape(f, t0, y_state, args)
+    s_in = jax.tree_util.tree_structure(y0_tree)
+    s_out = jax.tree_util.tree_structure(out)
+    if s_in != s_out:
+        raise ValueError(f"`f(t, y, args)` must return the structure of `y0`; y0 is {s_in} but f returned {s_out}.")
+    for path_leaf, o in zip(jax.tree_util.tree_leaves_with_path(y0_tree), jax.tree_util.tree_leaves(out)):
+        path, leaf = path_leaf
+        if tuple(o.shape) != tuple(jnp.shape(leaf)):
+            where = jax.tree_util.keystr(path) or "y"
+            raise ValueError(
+                f"`f(t, y, args)` returned shape {tuple(o.shape)} for {where}, but y0 has shape "
+                f"{tuple(jnp.shape(leaf))}; dy/dt must have the shape of y.")
+        if jnp.result_type(o.dtype, state_dtype) != state_dtype:
+            raise TypeError(
+                f"`f(t, y, args)` returns {jnp.dtype(o.dtype).name} when given a {jnp.dtype(state_dtype).name} "
+                f"state; make f keep the state's dtype, or start from `y0` of dtype {jnp.dtype(o.dtype).name}.")
+
+
+def _time_dtype(t0, t1, saveat, real_dtype):
+    explicit = [x for x in (t0, t1) if _is_strong(x)]
+    if isinstance(saveat, (np.ndarray, jax.Array)) and _is_strong(saveat):
+        explicit.append(saveat)
+    if not explicit:
+        return real_dtype
+    dtype = jnp.result_type(*[jnp.asarray(x).dtype for x in explicit])
+    if not jnp.issubdtype(dtype, jnp.floating):
+        return jnp.result_type(dtype, real_dtype) if jnp.issubdtype(dtype, jnp.inexact) else real_dtype
+    return dtype
+
+
+def _is_strong(x) -> bool:
+    """Whether ``x`` carries its own dtype (an array), as opposed to a Python number."""
+    if isinstance(x, (bool, int, float, complex)):
+        return False
+    if isinstance(x, jax.Array) and getattr(x, "weak_type", False):
+        return False
+    arr = np.asarray(x) if not isinstance(x, jax.Array) else x
+    return jnp.issubdtype(arr.dtype, jnp.floating)
+
+
+def _concrete(x):
+    try:
+        return np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def _check_concrete_values(t0, t1, y0_flat, rtol, atol):
+    t0c, t1c = _concrete(t0), _concrete(t1)
+    if t0c is not None and t1c is not None:
+        if not (np.isfinite(t0c) and np.isfinite(t1c)):
+            raise ValueError(f"`t_span` must be finite; got ({t0c}, {t1c}).")
+        if t0c == t1c:
+            raise ValueError(f"`t_span` must have t0 != t1; got ({t0c}, {t1c}). Widen the interval.")
+    y0c = _concrete(y0_flat)
+    if y0c is not None and not np.all(np.isfinite(y0c)):
+        bad = int(np.flatnonzero(~np.isfinite(y0c))[0])
+        raise ValueError(f"`y0` must be finite; element {bad} (flattened) is {y0c[bad]}.")
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        for leaf in jax.tree_util.tree_leaves(tol):
+            c = _concrete(leaf)
+            if c is None:
+                continue
+            if name == "rtol" and np.any(c <= 0):
+                raise ValueError(f"`rtol` must be > 0; got {c}. Use e.g. rtol=1e-6.")
+            if name == "atol" and np.any(c < 0):
+                raise ValueError(f"`atol` must be >= 0; got {c}.")
+
+
+def _check_saveat(ts, t0, t1):
+    tsc, t0c, t1c = _concrete(ts), _concrete(t0), _concrete(t1)
+    if tsc is None or t0c is None or t1c is None or tsc.size == 0:
+        return
+    sign = 1.0 if t1c >= t0c else -1.0
+    s = sign * tsc.astype(np.float64)
+    lo, hi = sign * float(t0c), sign * float(t1c)
+    if np.any(np.diff(s) < 0):
+        i = int(np.flatnonzero(np.diff(s) < 0)[0]) + 1
+        order = "increasing" if sign > 0 else "decreasing"
+        raise ValueError(f"`saveat` must be sorted ({order}, the direction of integration); got "
+                         f"saveat[{i}]={tsc[i]} after saveat[{i - 1}]={tsc[i - 1]}.")
+    outside = (s < lo) | (s > hi)
+    if np.any(outside):
+        i = int(np.flatnonzero(outside)[0])
+        raise ValueError(f"`saveat` must be inside `t_span=({float(t0c)}, {float(t1c)})`; got saveat[{i}]={tsc[i]}. "
+                         f"Drop times outside the interval or widen `t_span`.")
+
+
+def _tolerance(tol, y0_tree, real_dtype, name):
+    """A scalar tolerance, or a pytree like ``y0`` flattened to one vector, in the real state dtype."""
+    if jnp.ndim(tol) == 0 and jax.tree_util.tree_structure(tol).num_leaves == 1:
+        return jnp.asarray(tol, real_dtype)
+    if jax.tree_util.tree_structure(tol) != jax.tree_util.tree_structure(y0_tree):
+        raise ValueError(f"`{name}` must be a scalar or a pytree like `y0`; got {tol!r}.")
+    leaves = [jnp.broadcast_to(jnp.asarray(t, real_dtype), jnp.shape(y))
+              for t, y in zip(jax.tree_util.tree_leaves(tol), jax.tree_util.tree_leaves(y0_tree))]
+    return jnp.concatenate([jnp.ravel(x) for x in leaves])
+
+
+def _build_solution(p: _Problem, res) -> Solution:
+    d = p.direction
+    unflatten = p.unflatten
+    t_final = (res.t * d).astype(p.time_dtype)
+    y_final = unflatten(res.y)
+    if p.mode == "final":
+        ts = t_final[None]
+        ys = jax.tree_util.tree_map(lambda x: x[None], y_final)
+    elif p.mode == "ts":
+        ts = p.ts_user
+        ys = unflatten_batched(unflatten, res.ys, 1)
+    else:
+        ts = res.rec_t * d
+        ys = unflatten_batched(unflatten, res.rec_y, 1)
+    ev = res.events
+    has_events = p.cfg.events is not None
+    dense = p.mode == "dense"
+    sol = Solution(
+        ts=ts, ys=ys, t_final=t_final, y_final=y_final, status=res.status, stats=res.stats,
+        event_t=(ev.t[:, 0] * d) if has_events else None,
+        event_ts=(ev.t * d) if has_events else None,
+        event_ys=unflatten_batched(unflatten, ev.y, 2) if has_events else None,
+        event_count=ev.count if has_events else None,
+        event=ev.fired if has_events else jnp.asarray(-1, jnp.int32),
+        _dense_t=res.rec_t if dense else None, _dense_dt=res.rec_dt if dense else None,
+        _dense_coeffs=res.rec_dense if dense else None, _n_steps=res.n_accept,
+        _time_sign=d, _last_dt=res.dt, _unflatten=unflatten, _max_steps=p.max_steps,
+        _solver_stiff=bool(getattr(p.solver, "stiff", False)))
+    if p.mode in _SAVEAT_MODES:
+        sol = _trim_if_concrete(sol)
+    return sol
+
+
+def _trim_if_concrete(sol: Solution) -> Solution:
+    n = _concrete(sol._n_steps)
+    if n is None or np.ndim(n) != 0 or _concrete(sol.ts) is None:
+        return sol
+    n = int(n)
+    ys = jax.tree_util.tree_map(lambda x: x[: n + 1], sol.ys)
+    return _replace(sol, ts=sol.ts[: n + 1], ys=ys)
+
+
+def _replace(sol, **kw):
+    import dataclasses
+    return dataclasses.replace(sol, **kw)
+
+
+def _throw(sol: Solution) -> Solution:
+    """Raise on failure: at once when the status is concrete, else at run time (see `raise_on_failure`)."""
+    status = _concrete(sol.status)
+    if status is not None:
+        sol.raise_if_failed()
+        return sol
+    ys, y_final = raise_on_failure((sol.ys, sol.y_final), sol.status, sol.t_final, sol._last_dt,
+                                   sol._max_steps)
+    return _replace(sol, ys=ys, y_final=y_final)

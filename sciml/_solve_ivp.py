@@ -1,0 +1,201 @@
+"""`sciml.solve_ivp`: `scipy.integrate.solve_ivp`'s call shape, numpy in and out, compiled and cached.
+
+Simulation pipelines written against scipy switch by changing one import. The vector field is traced
+with JAX (write it with ``jax.numpy``); the compiled solve is cached per (fun, method, shapes, dtypes,
+options), so repeated calls from a pipeline do not recompile.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sciml.solvers._events import Event
+from sciml.solvers._status import Status, describe
+
+#: scipy's names for the methods we provide
+_ALIASES = {"RK45": "Dopri5", "DOP853": "Dopri8", "RK23": "Bosh3"}
+#: scipy methods we do not provide, with the method to use instead
+_REPLACEMENTS = {"Radau": "Rodas5P", "LSODA": "Rodas5P"}
+_SUPPORTED_OPTIONS = ("max_steps", "max_events")
+
+
+class OdeResult(dict):
+    """scipy's ``OdeResult``: a dict whose keys are also attributes (``t, y, sol, t_events, y_events,
+    nfev, njev, nlu, status, message, success``)."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError as err:
+            raise AttributeError(name) from err
+
+    __setattr__ = dict.__setitem__
+
+    def __repr__(self) -> str:
+        keys = ", ".join(self.keys())
+        return f"OdeResult({keys})"
+
+
+class DenseSolution:
+    """``sol(t)`` for ``dense_output=True``: shape ``(n,)`` for scalar ``t``, ``(n, len(t))`` otherwise."""
+
+    def __init__(self, evaluate: Callable, t_min: float, t_max: float):
+        self._evaluate = evaluate
+        self.t_min, self.t_max = t_min, t_max
+
+    def __call__(self, t):
+        t = np.asarray(t)
+        values = np.asarray(self._evaluate(jnp.asarray(t.ravel())))
+        return values[0] if t.ndim == 0 else values.T
+
+
+def solve_ivp(fun: Callable, t_span, y0, method: str = "Tsit5", t_eval=None, dense_output: bool = False,
+              events: Callable | Sequence[Callable] | None = None, vectorized: bool = False,
+              args: tuple = (), rtol=1e-6, atol=1e-9, max_step=np.inf, first_step=None,
+              **options) -> OdeResult:
+    """Solve an initial value problem like ``scipy.integrate.solve_ivp``, compiled with JAX.
+
+    Args:
+        fun: ``fun(t, y, *args) -> dy/dt`` for a 1-D ``y``, written with ``jax.numpy``.
+        t_span: ``(t0, t1)``.
+        y0: initial state, 1-D (integers are converted to float64, as scipy does).
+        method: ``"Tsit5"`` (default), ``"Dopri5"``, ``"Dopri8"``, ``"Vern7"``, ``"Bosh3"``, ``"Heun"``,
+            the stiff solvers when available, or scipy's ``"RK45"``, ``"DOP853"``, ``"RK23"``.
+        t_eval: times at which to store the solution; ``None`` stores every step.
+        dense_output: also return ``sol``, a callable continuous solution.
+        events: scipy-style event functions ``event(t, y, *args)`` with optional ``terminal`` and
+            ``direction`` attributes.
+        args: extra arguments passed to ``fun`` (and events); traced, so new values don't recompile.
+        rtol, atol: tolerances (scipy's defaults differ: rtol=1e-3).
+        max_step, first_step: as in scipy.
+        options: ``max_steps`` (default 100000), ``max_events`` (crossings recorded per event, 64).
+
+    Returns:
+        An :class:`OdeResult` with scipy's fields; ``y`` has shape ``(n, len(t))``.
+
+    Raises:
+        ValueError: for an unknown ``method`` (with the name to use instead) or an unknown option.
+
+    Example:
+        >>> import jax.numpy as jnp, sciml
+        >>> res = sciml.solve_ivp(lambda t, y: -0.5 * y, (0.0, 10.0), [2.0, 4.0], t_eval=[0.0, 10.0])
+        >>> res.success, res.y.shape
+        (True, (2, 2))
+    """
+    unknown = set(options) - set(_SUPPORTED_OPTIONS)
+    if unknown:
+        raise ValueError(f"`solve_ivp` got unsupported option(s) {sorted(unknown)}; supported: "
+                         f"{list(_SUPPORTED_OPTIONS)}.")
+    if vectorized:
+        raise ValueError("`vectorized=True` is not needed: sciml traces `fun` with JAX; drop the argument.")
+    solver = _solver_for(method)
+    y0 = np.asarray(y0)
+    if y0.ndim != 1:
+        raise ValueError(f"`y0` must be 1-D, as in scipy; got shape {y0.shape}.")
+    if not np.issubdtype(y0.dtype, np.inexact):
+        y0 = y0.astype(np.float64)
+    t0, t1 = float(t_span[0]), float(t_span[1])
+    max_steps = int(options.get("max_steps", 100_000))
+    max_events = int(options.get("max_events", 64))
+    events = [] if events is None else ([events] if callable(events) else list(events))
+    args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
+
+    if t_eval is not None:
+        t_eval = np.asarray(t_eval, dtype=np.float64)
+        mode = "ts"
+    else:
+        mode = "steps"
+    if dense_output:
+        mode = "dense" if t_eval is None else "ts+dense"
+    # jax.jit caches per shape and dtype; this cache is per function and static option.
+    compiled = _compiled(fun, solver, mode, tuple(_event_key(e) for e in events), max_steps, max_events,
+                         bool(np.isfinite(max_step)), first_step is None)
+    out = compiled(jnp.asarray(y0), jnp.asarray(t0, jnp.float64), jnp.asarray(t1, jnp.float64),
+                   None if t_eval is None else jnp.asarray(t_eval), args, jnp.asarray(rtol),
+                   jnp.asarray(atol), jnp.asarray(max_step if np.isfinite(max_step) else 0.0),
+                   jnp.asarray(0.0 if first_step is None else first_step))
+    return _result(out, mode, t0, t1, len(events), max_steps, max_events)
+
+
+def _solver_for(method):
+    from sciml import solvers
+
+    if not isinstance(method, str):
+        return method
+    name = _ALIASES.get(method, method)
+    if name in _REPLACEMENTS and not hasattr(solvers, name):
+        raise ValueError(f"method {method!r} is not provided by sciml; use method={_REPLACEMENTS[name]!r} "
+                         f"(a stiff solver) instead.")
+    cls = getattr(solvers, name, None)
+    if cls is None or not isinstance(cls, type):
+        known = [c.__name__ for c in solvers.ALL] + list(_ALIASES)
+        raise ValueError(f"unknown method {method!r}; choose one of {known}.")
+    return cls()
+
+
+def _event_key(event):
+    return (event, bool(getattr(event, "terminal", False)), int(np.sign(getattr(event, "direction", 0))))
+
+
+@functools.lru_cache(maxsize=128)
+def _compiled(fun, solver, mode, events, max_steps, max_events, has_max_step, auto_first_step):
+    from sciml._solve import solve
+
+    sciml_events = [Event(lambda t, y, a, e=e: e(t, y, *a), terminal=terminal, direction=direction)
+                    for e, terminal, direction in events]
+    saveat_mode = {"ts": "ts", "steps": "steps", "dense": "dense", "ts+dense": "dense"}[mode]
+
+    def run(y0, t0, t1, t_eval, args, rtol, atol, max_step, first_step):
+        f = lambda t, y, a: fun(t, y, *a)  # noqa: E731
+        saveat = t_eval if saveat_mode == "ts" else saveat_mode
+        sol = solve(f, y0, (t0, t1), args=args, solver=solver, saveat=saveat, rtol=rtol, atol=atol,
+                    dt0=None if auto_first_step else first_step, max_steps=max_steps, throw=False,
+                    events=sciml_events or None, max_step=max_step if has_max_step else None,
+                    event_records=max_events)
+        extra = None
+        if mode == "ts+dense":
+            extra = jax.vmap(lambda tt: sol.evaluate(tt))(t_eval)
+        return sol, extra
+
+    return jax.jit(run)
+
+
+def _result(out, mode, t0, t1, n_events, max_steps, max_events) -> OdeResult:
+    sol, extra = out
+    status = int(sol.status)
+    ts = np.asarray(sol.ts)
+    ys = np.asarray(sol.ys if extra is None else extra)
+    if mode in ("steps", "dense"):
+        n = int(sol._n_steps)
+        ts, ys = ts[: n + 1], ys[: n + 1]
+    elif status != Status.SUCCESS:
+        reached = ~np.isnan(ys).any(axis=1)
+        ts, ys = ts[reached], ys[reached]
+    result = OdeResult(t=ts, y=ys.T, sol=None, t_events=None, y_events=None,
+                       nfev=int(sol.stats["nfev"]), njev=int(sol.stats.get("njev", 0)),
+                       nlu=int(sol.stats.get("nlu", 0)))
+    if mode in ("dense", "ts+dense"):
+        result["sol"] = DenseSolution(jax.jit(sol.evaluate), min(t0, t1), max(t0, t1))
+    if n_events:
+        counts = np.asarray(sol.event_count)
+        if np.any(counts > max_events):
+            i = int(np.flatnonzero(counts > max_events)[0])
+            raise ValueError(f"event {i} crossed zero {counts[i]} times, more than the {max_events} "
+                             f"recorded; pass `max_events=` larger to `solve_ivp`.")
+        ets, eys = np.asarray(sol.event_ts), np.asarray(sol.event_ys)
+        result["t_events"] = [ets[i, : counts[i]] for i in range(n_events)]
+        result["y_events"] = [eys[i, : counts[i]] for i in range(n_events)]
+    if status == Status.SUCCESS:
+        result.update(status=0, message="The solver successfully reached the end of the integration interval.",
+                      success=True)
+    elif status == Status.EVENT:
+        result.update(status=1, message="A termination event occurred.", success=True)
+    else:
+        msg = describe(status, float(sol.t_final), float(abs(sol._last_dt)), max_steps)
+        result.update(status=-1, message=msg[0].upper() + msg[1:], success=False)
+    return result

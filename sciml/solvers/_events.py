@@ -1,0 +1,147 @@
+"""Events: zero crossings of ``cond(t, y, args)`` located on the dense output of the step.
+
+A crossing is detected by a sign change of ``cond`` between the ends of an accepted step (filtered by
+``direction``), then located by Illinois-modified regula falsi on the step's interpolating polynomial
+to the time resolution of the time dtype. A terminal event ends the solve there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from sciml.solvers._base import evaluate_polynomial
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """A zero crossing of ``cond(t, y, args)`` (a real scalar) during a solve.
+
+    Args:
+        cond: ``cond(t, y, args) -> scalar``; ``y`` has the structure of ``y0``.
+        terminal: stop the solve at the first crossing (the final state is the state there).
+        direction: ``+1`` only for crossings from negative to positive, ``-1`` only from positive to
+            negative, ``0`` both. "From/to" follows the direction of integration.
+
+    Example:
+        >>> import jax.numpy as jnp, sciml
+        >>> hit_ground = sciml.Event(lambda t, y, args: y[0], direction=-1)
+        >>> sol = sciml.solve(lambda t, y, a: jnp.stack([y[1], -9.81]), jnp.array([10.0, 0.0]),
+        ...                   (0.0, 5.0), events=[hit_ground])
+        >>> round(float(sol.event_t[0]), 4)   # sqrt(2 * 10 / 9.81)
+        1.4278
+    """
+
+    cond: Callable
+    terminal: bool = True
+    direction: int = 0
+
+    def __post_init__(self):
+        if not callable(self.cond):
+            raise TypeError(f"`Event.cond` must be a callable cond(t, y, args); got {self.cond!r}.")
+        if self.direction not in (-1, 0, 1):
+            raise ValueError(f"`Event.direction` must be -1, 0 or +1; got {self.direction!r}.")
+
+
+class EventState(NamedTuple):
+    g: jax.Array          # (E,) cond values at the current time
+    count: jax.Array      # (E,) crossings found so far
+    t: jax.Array          # (E, R) times of the first R crossings (NaN where none)
+    y: jax.Array          # (E, R, n) states there
+    fired: jax.Array      # index of the terminal event that ended the solve, -1 if none
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class EventSet:
+    """The events of one solve, bound to the flat state layout and the time map of the loop."""
+
+    events: tuple[Event, ...]
+    unflatten: Callable
+    time_sign: float = 1.0       # the loop runs in s = time_sign * t
+    records: int = 1
+
+    def values(self, args, s, y) -> jax.Array:
+        t = s * self.time_sign
+        tree = self.unflatten(y)
+        return jnp.stack([jnp.asarray(e.cond(t, tree, args)).reshape(()) for e in self.events])
+
+    def init(self, values_fn, s0, y0) -> EventState:
+        g = values_fn(s0, y0)
+        E, R, n = len(self.events), self.records, y0.shape[0]
+        return EventState(g=g, count=jnp.zeros((E,), jnp.int32), t=jnp.full((E, R), jnp.nan, s0.dtype),
+                          y=jnp.full((E, R, n), jnp.nan, y0.dtype), fired=jnp.asarray(-1, jnp.int32))
+
+    def _crossings(self, g_old, g_new) -> jax.Array:
+        up = (g_old < 0) & (g_new >= 0)
+        down = (g_old > 0) & (g_new <= 0)
+        masks = [{1: up[i], -1: down[i], 0: up[i] | down[i]}[e.direction] for i, e in enumerate(self.events)]
+        return jnp.stack(masks)
+
+    def crossed(self, state: EventState, g_new) -> jax.Array:
+        return jnp.any(self._crossings(state.g, g_new))
+
+    def locate(self, state: EventState, accept, g_new, args, s, dt, s_new, y1, coeffs):
+        """Find the crossings inside an accepted step; returns ``(state, hit_terminal, s_end, y_end)``."""
+        crossed = self._crossings(state.g, g_new) & accept
+        thetas = []
+        for i in range(len(self.events)):
+            g_of = lambda theta, i=i: self.values(args, s + theta.astype(s.dtype) * dt,  # noqa: E731
+                                                  evaluate_polynomial(coeffs, theta))[i]
+            thetas.append(lax.cond(crossed[i], lambda i=i, g_of=g_of: _illinois(g_of, state.g[i], g_new[i], s, dt),
+                                   lambda: jnp.ones((), s.dtype)))
+        theta = jnp.stack(thetas)
+        terminal = jnp.asarray([e.terminal for e in self.events])
+        big = jnp.asarray(2.0, s.dtype)
+        theta_stop = jnp.min(jnp.where(crossed & terminal, theta, big))
+        hit = theta_stop <= 1
+        fired = jnp.where(hit, jnp.argmin(jnp.where(crossed & terminal, theta, big)).astype(jnp.int32),
+                          state.fired)
+        s_stop = jnp.where(hit, s + theta_stop * dt, s_new)
+        y_stop = jnp.where(hit, evaluate_polynomial(coeffs, theta_stop), y1)
+        s_stop = jnp.where(theta_stop == 1, s_new, s_stop)
+        y_stop = jnp.where(theta_stop == 1, y1, y_stop)
+        # Record every crossing up to (and including) the terminal one.
+        record = crossed & (theta <= theta_stop)
+        rec_s = jnp.where(theta == 1, s_new, s + theta * dt)
+        count, ts, ys = state.count, state.t, state.y
+        for i in range(len(self.events)):
+            slot = jnp.where(record[i], count[i], self.records)
+            ts = ts.at[i, slot].set(rec_s[i], mode="drop")
+            y_i = jnp.where(theta[i] == 1, y1, evaluate_polynomial(coeffs, theta[i]))
+            ys = ys.at[i, slot].set(y_i, mode="drop")
+        count = count + record.astype(jnp.int32)
+        g = jnp.where(accept, g_new, state.g)
+        return EventState(g=g, count=count, t=ts, y=ys, fired=fired), hit, s_stop, y_stop
+
+
+def _illinois(g_of, g_a, g_b, s, dt, max_iter: int = 100):
+    """Root of ``g_of(theta)`` in ``[0, 1]`` given a sign change; returns the end past the crossing."""
+    dtype = s.dtype
+    eps = jnp.finfo(dtype).eps
+    tol = 4 * eps * (jnp.abs(s) + jnp.abs(dt)) / jnp.abs(dt)
+    g_a = g_a.astype(dtype)
+    g_b = g_b.astype(dtype)
+
+    def cond(c):
+        a, b, ga, gb, it = c
+        return (b - a > tol) & (gb != 0) & (it < max_iter)
+
+    def body(c):
+        a, b, ga, gb, it = c
+        theta = b - gb * (b - a) / (gb - ga)
+        bisect = ~jnp.isfinite(theta) | (theta <= a) | (theta >= b) | (it % 4 == 3)
+        theta = jnp.where(bisect, 0.5 * (a + b), theta)
+        g = g_of(theta).astype(dtype)
+        same_as_b = (g == 0) | (jnp.sign(g) == jnp.sign(gb))
+        a2 = jnp.where(same_as_b, a, theta)
+        ga2 = jnp.where(same_as_b, ga * 0.5, g)
+        b2 = jnp.where(same_as_b, theta, b)
+        gb2 = jnp.where(same_as_b, g, gb * 0.5)
+        return a2, b2, ga2, gb2, it + 1
+
+    init = (jnp.zeros((), dtype), jnp.ones((), dtype), g_a, g_b, jnp.zeros((), jnp.int32))
+    return lax.while_loop(cond, body, init)[1]

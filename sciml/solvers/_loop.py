@@ -1,0 +1,259 @@
+"""The integration loop: one ``lax.while_loop`` over step attempts, on a flat state vector.
+
+Time always runs forward here: ``sciml.solve`` maps a backward solve onto a forward one. Everything a
+step needs beyond the solver (error control, save points, events, records for dense output and for
+adjoints, status) lives in this file and knows no method by name.
+
+On the CPU a step costs a few dozen small XLA kernels, so the body avoids nested control flow on the
+common path: save points are written a window at a time with straight-line code, and counters that
+can be derived (rejections, evaluations) are derived after the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from sciml.solvers._base import AbstractSolver, evaluate_polynomial
+from sciml.solvers._control import PIController, error_norm, initial_step
+from sciml.solvers._events import EventSet
+from sciml.solvers._status import Status
+
+#: save points written per accepted step without a nested loop (more fall back to a loop)
+SAVE_WINDOW = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    """Static (hashable) options of one integration."""
+
+    solver: AbstractSolver
+    controller: PIController
+    max_steps: int
+    adaptive: bool = True
+    record_steps: bool = False      # store (t, dt, y) of every accepted step (saveat="steps", adjoints)
+    record_dense: bool = False      # also store each step's interpolating polynomial (saveat="dense")
+    events: EventSet | None = None
+
+
+class LoopState(NamedTuple):
+    t: jax.Array
+    y: jax.Array
+    f0: jax.Array
+    dt: jax.Array
+    controller: Any
+    solver: Any
+    n_attempt: jax.Array
+    n_accept: jax.Array
+    n_dense: jax.Array              # steps whose dense output was built (for the evaluation count)
+    status: jax.Array
+    save_idx: jax.Array
+    ys: jax.Array                   # (m + SAVE_WINDOW, n) values at the save points; NaN if not reached
+    rec_t: jax.Array                # (M + 1,) times of accepted steps, inf past the end
+    rec_dt: jax.Array               # (M,) step sizes actually taken
+    rec_y: jax.Array                # (M + 1, n) states of accepted steps
+    rec_dense: jax.Array            # (M, degree + 1, n) step polynomials
+    events: Any
+
+
+class LoopResult(NamedTuple):
+    t: jax.Array                    # where the solve stopped (t1, an event, or a failure)
+    y: jax.Array
+    ys: jax.Array
+    status: jax.Array
+    stats: dict
+    dt: jax.Array                   # the last proposed step (for messages)
+    rec_t: jax.Array
+    rec_dt: jax.Array
+    rec_y: jax.Array
+    rec_dense: jax.Array
+    n_accept: jax.Array
+    events: Any
+
+
+def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt0) -> LoopResult:
+    """Integrate ``y' = f(t, y, args)`` (flat ``y``) from ``t0`` to ``t1 > t0``.
+
+    ``ts`` is a sorted array of save points in ``[t0, t1]`` (possibly empty). ``dt0`` is ``None`` for
+    Hairer's automatic guess. Returns raw buffers; ``sciml.solve`` turns them into a ``Solution``.
+    """
+    solver, controller, events = cfg.solver, cfg.controller, cfg.events
+    time_dtype = t0.dtype
+    real_dtype = jnp.zeros((), y0.dtype).real.dtype
+    fb = lambda t, y: f(t, y, args)  # noqa: E731
+    n, m, M = y0.shape[0], ts.shape[0], cfg.max_steps
+    lazy_dense = solver.fevals_dense > 0
+
+    f0 = fb(t0, y0)
+    if dt0 is None:
+        dt = initial_step(fb, t0, y0, f0, rtol, atol, solver.error_order or solver.order + 1, time_dtype)
+    else:
+        dt = jnp.asarray(dt0, time_dtype)
+    dt = jnp.minimum(dt, t1 - t0)
+    if controller.dtmax is not None:
+        dt = jnp.minimum(dt, jnp.asarray(controller.dtmax, time_dtype))
+
+    degree = _dense_degree(solver, fb, t0, y0, dt, f0)
+    nan_y = jnp.full((n,), jnp.nan, y0.dtype)
+    M_rec = M if cfg.record_steps or cfg.record_dense else 0
+    rec_t = jnp.full((M_rec + 1,), jnp.inf, time_dtype).at[0].set(t0)
+    rec_y = jnp.broadcast_to(nan_y, (M_rec + 1, n)).at[0].set(y0) if M_rec else jnp.zeros((1, n), y0.dtype)
+    rec_dense = jnp.zeros((M if cfg.record_dense else 0, degree + 1, n), y0.dtype)
+
+    # Save points at t0 take y0 exactly. Padding with +inf times makes every window in range.
+    ts_pad = jnp.concatenate([ts, jnp.full((SAVE_WINDOW,), jnp.inf, ts.dtype)])
+    at_start = ts_pad <= t0
+    ys = jnp.where(at_start[:, None], y0[None, :], nan_y[None, :])
+    save_idx = jnp.sum(at_start).astype(jnp.int32)
+
+    ev_state = events.init(lambda t, y: events.values(args, t, y), t0, y0) if events is not None else ()
+    int_zero = jnp.zeros((), jnp.int32)
+    finite0 = jnp.all(jnp.isfinite(y0)) & jnp.all(jnp.isfinite(f0))
+    state = LoopState(
+        t=t0, y=y0, f0=f0, dt=dt, controller=controller.init(real_dtype),
+        solver=solver.init(fb, t0, y0, f0, dt), n_attempt=int_zero, n_accept=int_zero, n_dense=int_zero,
+        status=jnp.where(finite0, Status.SUCCESS, Status.NONFINITE).astype(jnp.int32),
+        save_idx=save_idx, ys=ys, rec_t=rec_t, rec_dt=jnp.full((M_rec,), jnp.nan, time_dtype),
+        rec_y=rec_y, rec_dense=rec_dense, events=ev_state)
+
+    def cond_fun(s: LoopState):
+        return (s.t < t1) & (s.status == Status.SUCCESS)
+
+    # A step ending within a few ulps of t1 is stretched to end exactly there (no sliver steps).
+    snap = 64 * jnp.finfo(time_dtype).eps * jnp.maximum(jnp.abs(t0), jnp.abs(t1))
+
+    def body_fun(s: LoopState) -> LoopState:
+        last = s.dt >= t1 - s.t - snap
+        dt = jnp.where(last, t1 - s.t, s.dt)
+        step = solver.step(fb, s.t, s.y, s.f0, dt, s.solver)
+        t_new = jnp.where(last, t1, s.t + dt)
+        if cfg.adaptive:
+            err = jnp.where(step.ok, error_norm(step.y_err, s.y, step.y1, rtol, atol), jnp.inf)
+            accept, dt_next, cstate = controller.adapt(err, dt, solver.error_order, s.controller)
+            # A clipped final step must not shrink the step carried on.
+            dt_next = jnp.where(accept & last, jnp.maximum(dt_next, s.dt), dt_next)
+            nonfinite = ~jnp.isfinite(err)
+        else:
+            nonfinite = ~(jnp.all(jnp.isfinite(step.y1)) & step.ok)
+            accept, dt_next, cstate = ~nonfinite, s.dt, s.controller
+        if solver.fsal:
+            f1 = step.f1
+        else:
+            f1 = lax.cond(accept, lambda: fb(t_new, step.y1), lambda: s.f0)
+
+        def dense():
+            return solver.dense(fb, s.t, s.y, dt, step.y1, s.f0, f1, step.info)
+
+        n_dense = s.n_dense
+        if lazy_dense:
+            need = accept & (cfg.record_dense | _pending(ts_pad, s.save_idx, t_new))
+            if events is not None:
+                need = need | (accept & events.crossed(s.events, events.values(args, t_new, step.y1)))
+            coeffs = lax.cond(need, dense, lambda: jnp.zeros((degree + 1, n), y0.dtype))
+            n_dense = n_dense + need.astype(jnp.int32)
+        else:
+            coeffs = dense()
+
+        t_end, y_end, hit, ev_state = t_new, step.y1, jnp.asarray(False), s.events
+        if events is not None:
+            g_new = events.values(args, t_new, step.y1)
+            ev_state, hit, t_end, y_end = events.locate(
+                ev_state, accept, g_new, args, s.t, dt, t_new, step.y1, coeffs)
+        ys, save_idx = s.ys, s.save_idx
+        if m:
+            ys, save_idx = _save(ts_pad, ys, save_idx, accept, s.t, dt, t_end, y_end, coeffs, t_new, step.y1)
+
+        rec_t, rec_dt, rec_y, rec_dense = s.rec_t, s.rec_dt, s.rec_y, s.rec_dense
+        if M_rec:
+            # Written at every attempt: a rejected candidate's slot is overwritten by the next
+            # accepted step, and slots past the last accepted step are masked after the loop.
+            k = s.n_accept
+            rec_t = _put(rec_t, k + 1, t_end)
+            rec_dt = _put(rec_dt, k, dt)
+            rec_y = _put(rec_y, k + 1, y_end)
+            if cfg.record_dense:
+                rec_dense = _put(rec_dense, k, coeffs)
+
+        n_attempt = s.n_attempt + 1
+        t_next = jnp.where(accept, t_end, s.t)
+        status = jnp.where(accept & ~jnp.all(jnp.isfinite(f1)) & ~hit, Status.NONFINITE, s.status)
+        if cfg.adaptive:
+            underflow = ~accept & (s.t + dt_next <= s.t)
+            status = jnp.where(underflow, jnp.where(nonfinite, Status.NONFINITE, Status.DT_UNDERFLOW), status)
+        else:
+            status = jnp.where(nonfinite, Status.NONFINITE, status)
+        status = jnp.where(hit, Status.EVENT, status)
+        out_of_steps = (n_attempt >= cfg.max_steps) & (t_next < t1) & (status == Status.SUCCESS)
+        status = jnp.where(out_of_steps, Status.MAX_STEPS, status).astype(jnp.int32)
+        return LoopState(
+            t=t_next, y=jnp.where(accept, y_end, s.y), f0=jnp.where(accept, f1, s.f0), dt=dt_next,
+            controller=cstate, solver=step.state, n_attempt=n_attempt,
+            n_accept=s.n_accept + accept.astype(jnp.int32), n_dense=n_dense, status=status,
+            save_idx=save_idx, ys=ys, rec_t=rec_t, rec_dt=rec_dt, rec_y=rec_y, rec_dense=rec_dense,
+            events=ev_state)
+
+    s = lax.while_loop(cond_fun, body_fun, state)
+    ys_out = jnp.where((jnp.arange(m) < s.save_idx)[:, None], s.ys[:m], nan_y[None, :])
+    rec_t, rec_dt, rec_y = s.rec_t, s.rec_dt, s.rec_y
+    if M_rec:
+        rows = jnp.arange(M_rec + 1)
+        rec_t = jnp.where(rows <= s.n_accept, rec_t, jnp.inf)
+        rec_dt = jnp.where(rows[:-1] < s.n_accept, rec_dt, jnp.nan)
+        rec_y = jnp.where((rows <= s.n_accept)[:, None], rec_y, nan_y[None, :])
+    nfev = (1 + (dt0 is None) + solver.fevals_per_step * s.n_attempt
+            + (0 if solver.fsal else 1) * s.n_accept + solver.fevals_dense * s.n_dense)
+    stats = {"nfev": nfev.astype(jnp.int32), "naccept": s.n_accept, "nreject": s.n_attempt - s.n_accept}
+    stats.update(solver.stats(s.solver) if hasattr(solver, "stats") else {})
+    return LoopResult(t=s.t, y=s.y, ys=ys_out, status=s.status, stats=stats, dt=s.dt, rec_t=rec_t,
+                      rec_dt=rec_dt, rec_y=rec_y, rec_dense=s.rec_dense, n_accept=s.n_accept,
+                      events=s.events)
+
+
+def _dense_degree(solver, fb, t0, y0, dt, f0) -> int:
+    def probe():
+        step = solver.step(fb, t0, y0, f0, dt, solver.init(fb, t0, y0, f0, dt))
+        f1 = step.f1 if step.f1 is not None else f0
+        return solver.dense(fb, t0, y0, dt, step.y1, f0, f1, step.info)
+
+    return jax.eval_shape(probe).shape[0] - 1
+
+
+def _put(buffer, index, value):
+    """``buffer[index] = value`` as an in-place dynamic update (``index`` is clamped into range)."""
+    index = jnp.asarray(index, jnp.int32)
+    starts = (index,) + (jnp.zeros((), jnp.int32),) * (buffer.ndim - 1)
+    return lax.dynamic_update_slice(buffer, jnp.asarray(value, buffer.dtype)[None], starts)
+
+
+def _pending(ts_pad, idx, t_end):
+    """Whether save point ``idx`` lies at or before ``t_end`` (padding entries are +inf)."""
+    return ts_pad[idx] <= t_end
+
+
+def _save(ts_pad, ys, idx, accept, t, dt, t_end, y_end, coeffs, t_new, y1):
+    """Write the interpolated state at every save point in ``(t, t_end]`` of an accepted step.
+
+    One window of ``SAVE_WINDOW`` points is straight-line code; only a step holding more save points
+    than that enters a loop over further windows.
+    """
+    n = ys.shape[1]
+
+    def window(ys, idx):
+        tw = lax.dynamic_slice(ts_pad, (idx,), (SAVE_WINDOW,))
+        take = accept & (tw <= t_end)
+        values = evaluate_polynomial(coeffs, (tw - t) / dt)
+        values = jnp.where((tw == t_new)[:, None], y1[None, :],
+                           jnp.where((tw == t_end)[:, None], y_end[None, :], values))
+        # Rows past the ones taken are rewritten by later steps, or masked after the loop; not
+        # reading the old rows keeps this an in-place update of the buffer.
+        ys = lax.dynamic_update_slice(ys, values, (idx, jnp.zeros((), idx.dtype)))
+        return ys, idx + jnp.sum(take).astype(jnp.int32)
+
+    ys, idx = window(ys, idx)
+    more = lambda c: accept & _pending(ts_pad, c[1], t_end)  # noqa: E731
+    return lax.cond(more((ys, idx)), lambda: lax.while_loop(more, lambda c: window(*c), (ys, idx)),
+                    lambda: (ys, idx))

@@ -1,0 +1,114 @@
+"""The result of a solve: a pytree, so it can be returned from ``jit`` and batched by ``vmap``."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sciml.solvers._base import evaluate_polynomial
+from sciml.solvers._status import SolveError, Status, describe, failed
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Solution:
+    """What ``sciml.solve`` returns.
+
+    Attributes:
+        ts: times of the saved states, shape ``(m,)`` (``saveat=None``: ``(1,)``, the final time).
+        ys: saved states, the structure of ``y0`` with a leading axis of length ``m``.
+        t_final, y_final: where the solve stopped (``t1``, a terminal event, or a failure) and the
+            state there.
+        status: :class:`~sciml.solvers.Status` code (int32, one per trajectory under ``vmap``).
+        stats: ``{"nfev", "naccept", "nreject"}`` (plus ``"njev", "nlu"`` for stiff solvers).
+        event_t: ``(n_events,)`` time of each event's first crossing, NaN where it did not occur.
+        event_ts, event_ys: every recorded crossing per event (``(n_events, R)``), NaN-padded.
+        event_count: ``(n_events,)`` number of crossings found.
+        event: index of the terminal event that stopped the solve, ``-1`` if none.
+
+    Under ``jit``, ``saveat="steps"``/``"dense"`` buffers have length ``max_steps + 1`` and are padded
+    with ``inf`` times and NaN states past the last step; outside ``jit`` they are trimmed.
+    """
+
+    ts: Any
+    ys: Any
+    t_final: Any
+    y_final: Any
+    status: Any
+    stats: dict
+    event_t: Any
+    event_ts: Any
+    event_ys: Any
+    event_count: Any
+    event: Any
+    # Dense output (saveat="dense"): step start times (in the loop's forward time), sizes, polynomials.
+    _dense_t: Any
+    _dense_dt: Any
+    _dense_coeffs: Any
+    _n_steps: Any
+    _time_sign: Any
+    _last_dt: Any
+    _unflatten: Callable = dataclasses.field(metadata=dict(static=True), default=None)
+    _max_steps: int = dataclasses.field(metadata=dict(static=True), default=0)
+    _solver_stiff: bool = dataclasses.field(metadata=dict(static=True), default=False)
+
+    # -- status -------------------------------------------------------------------------------
+    @property
+    def success(self):
+        """True where the solve reached ``t1`` or stopped at a terminal event."""
+        return (self.status == Status.SUCCESS) | (self.status == Status.EVENT)
+
+    def message(self) -> str | list[str]:
+        """Human-readable explanation of ``status`` (a list under ``vmap``). Needs concrete values."""
+        status = np.asarray(self.status)
+        t = np.broadcast_to(np.asarray(self.t_final, dtype=np.float64), status.shape)
+        dt = np.broadcast_to(np.abs(np.asarray(self._last_dt, dtype=np.float64)), status.shape)
+        msgs = [describe(int(s), float(ti), float(di), self._max_steps, time_dtype=str(np.asarray(self.t_final).dtype))
+                for s, ti, di in zip(status.ravel(), t.ravel(), dt.ravel())]
+        return msgs[0] if status.ndim == 0 else msgs
+
+    def raise_if_failed(self) -> "Solution":
+        """Raise :class:`SolveError` if any trajectory failed; return ``self`` otherwise."""
+        if np.any(failed(self.status)):
+            msgs = self.message()
+            if isinstance(msgs, list):
+                bad = np.flatnonzero(failed(self.status).ravel())
+                msgs = f"{len(bad)} of {len(msgs)} trajectories failed; the first (index {bad[0]}): {msgs[bad[0]]}"
+            raise SolveError(msgs[0].upper() + msgs[1:] if msgs else msgs)
+        return self
+
+    # -- dense output -------------------------------------------------------------------------
+    def evaluate(self, t):
+        """The solution at time(s) ``t`` (any shape) from the dense output; needs ``saveat="dense"``.
+
+        Works under ``jit``; returns the structure of ``y0`` with leading axes ``t.shape``. Times outside
+        the solved interval are extrapolated from the first/last step polynomial.
+
+        Raises:
+            ValueError: if the solve was not made with ``saveat="dense"``.
+        """
+        if self._dense_coeffs is None:
+            raise ValueError("`sol.evaluate(t)` needs the dense output: solve with `saveat=\"dense\"`.")
+        t = jnp.asarray(t)
+        s = (t * self._time_sign).astype(self._dense_t.dtype)
+        n = jnp.maximum(self._n_steps, 1)
+        starts = self._dense_t
+        # step k covers (starts[k], starts[k] + dt[k]]; searchsorted over starts[1:n] gives k
+        idx = jnp.searchsorted(starts[1:], s.ravel(), side="left")
+        idx = jnp.clip(idx, 0, n - 1)
+        theta = (s.ravel() - starts[idx]) / self._dense_dt[idx]
+        flat = jax.vmap(lambda c, th: evaluate_polynomial(c, th))(self._dense_coeffs[idx], theta)
+        flat = flat.reshape(t.shape + flat.shape[1:])
+        return unflatten_batched(self._unflatten, flat, t.ndim)
+
+
+def unflatten_batched(unflatten, flat, nbatch: int):
+    """Unflatten an array of flat states with ``nbatch`` leading axes."""
+    fn = unflatten
+    for _ in range(nbatch):
+        fn = jax.vmap(fn)
+    return fn(flat)

@@ -1,0 +1,106 @@
+"""Per-trajectory status codes and the messages that explain them.
+
+A solve never fails silently: every trajectory ends with one of these codes in ``sol.status``. Outside
+``jit`` a failure raises :class:`SolveError` (when ``throw=True``); inside ``jit``/``vmap`` the code is
+the record, ``sol.message()`` renders it, and ``throw=True`` raises at the boundary.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class Status(enum.IntEnum):
+    """Why a trajectory stopped. ``SUCCESS`` and ``EVENT`` are successes."""
+
+    SUCCESS = 0
+    MAX_STEPS = 1
+    DT_UNDERFLOW = 2
+    NONFINITE = 3
+    EVENT = 4
+    NEWTON_FAILED = 5
+
+
+class SolveError(RuntimeError):
+    """A solve stopped before reaching ``t1`` (see :class:`Status`). The message names the cause and the fix."""
+
+
+_STIFF_HINT = "try a stiff solver such as `solver=sciml.solvers.Rodas5P()`"
+
+
+def describe(status: int, t: float, dt: float, max_steps: int, looks_stiff: bool = False,
+             time_dtype: str = "float64") -> str:
+    """The user-facing message for one trajectory's status code."""
+    status = Status(int(status))
+    if status is Status.SUCCESS:
+        return "The solve reached t1 successfully."
+    if status is Status.EVENT:
+        return f"The solve stopped at a terminal event at t={t:.6g}."
+    if status is Status.MAX_STEPS:
+        fix = f"raise `max_steps` (now {max_steps})"
+        if looks_stiff:
+            return (f"the solve stopped at t={t:.6g} after `max_steps={max_steps}` steps (dt={dt:.3g}). "
+                    f"The problem looks stiff: {_STIFF_HINT}, or {fix}.")
+        return (f"the solve stopped at t={t:.6g} after `max_steps={max_steps}` steps (dt={dt:.3g}). "
+                f"Increase `max_steps`, loosen `rtol`/`atol`, or if the problem is stiff {_STIFF_HINT}.")
+    if status is Status.DT_UNDERFLOW:
+        hint = ""
+        if time_dtype == "float32":
+            hint = " Time is float32; passing `t_span` as float64 arrays gives finer time resolution."
+        return (f"the step size underflowed at t={t:.6g} (dt={dt:.3g} no longer changes t). The solution "
+                f"may blow up (a singularity) near this time, or the problem is very stiff: "
+                f"{_STIFF_HINT}, or check the vector field.{hint}")
+    if status is Status.NONFINITE:
+        return (f"the state or the vector field became non-finite (NaN/Inf) at t={t:.6g}. Check `f` for "
+                f"division by zero, log of negatives or overflow near this state, and that `y0`/`args` "
+                f"are finite; if the solution truly blows up, stop earlier with an `Event`.")
+    if status is Status.NEWTON_FAILED:
+        return (f"the implicit solver's Newton iteration kept failing at t={t:.6g} (dt={dt:.3g}). "
+                f"Try `solver=sciml.solvers.Rodas5P()` (no Newton loop), tighten `rtol`, or supply `jac=`.")
+    raise AssertionError(status)
+
+
+def failed(status) -> np.ndarray:
+    """Boolean mask of trajectories whose status is a failure."""
+    status = np.asarray(status)
+    return (status != Status.SUCCESS) & (status != Status.EVENT)
+
+
+def raise_on_failure(values, status, t, dt, max_steps: int):
+    """Return ``values`` unchanged, raising :class:`SolveError` at run time if any ``status`` failed.
+
+    For use inside ``jit``: the check is a host callback in a branch that only runs on failure, and
+    ``values`` (the solve's outputs) are routed through it so that it cannot be optimised away.
+    Differentiable (the identity for derivatives) and batchable.
+    """
+
+    def host(values, status, t, dt):
+        status, t, dt = (np.asarray(x).ravel() for x in (status, t, dt))
+        bad = np.flatnonzero(failed(status))
+        if bad.size:
+            i = int(bad[0])
+            t_i = float(np.broadcast_to(t, status.shape)[i])
+            dt_i = float(abs(np.broadcast_to(dt, status.shape)[i]))
+            msg = describe(int(status[i]), t_i, dt_i, max_steps)
+            prefix = f"trajectory {i} of {status.size}: " if status.size > 1 else ""
+            raise SolveError(prefix + msg[0].upper() + msg[1:] +
+                             " (Pass `throw=False` to get `sol.status` instead of an error.)")
+        return values
+
+    @jax.custom_jvp
+    def check(values, status, t, dt):
+        bad = jnp.any((status != Status.SUCCESS) & (status != Status.EVENT))
+        shapes = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), values)
+        return jax.lax.cond(
+            bad, lambda: jax.pure_callback(host, shapes, values, status, t, dt, vmap_method="broadcast_all"),
+            lambda: values)
+
+    @check.defjvp
+    def _(primals, tangents):
+        return check(*primals), tangents[0]
+
+    return check(values, status, jax.lax.stop_gradient(t), jax.lax.stop_gradient(dt))
