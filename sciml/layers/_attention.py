@@ -101,4 +101,5 @@ class MultiHeadAttention(Layer):
         return y.reshape(y.shape[:-1] + (self.num_heads, self.head_size))
 
     def describe(self) -> str:
-        return f"MultiHeadAttention(dim={self.dim}, heads={self.num_heads}{', causal' if self.causal else ''})"
+        causal = ", causal" if self.causal else ""
+        return f"MultiHeadAttention(dim={self.dim}, heads={self.num_heads}{causal})"

@@ -71,7 +71,8 @@ class BatchNorm(Layer):
     def init(self, key, dtype=jnp.float32):
         params = {}
         if self.affine:
-            params = {"scale": jnp.ones(self.num_features, dtype), "bias": jnp.zeros(self.num_features, dtype)}
+            params = {"scale": jnp.ones(self.num_features, dtype),
+                      "bias": jnp.zeros(self.num_features, dtype)}
         real = jnp.finfo(dtype).dtype  # the variance of complex data is real
         state = {"running_mean": jnp.zeros(self.num_features, dtype),
                  "running_var": jnp.ones(self.num_features, real),

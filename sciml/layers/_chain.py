@@ -57,7 +57,8 @@ class Chain(Layer):
             names = tuple(f"layer_{i}" for i in range(len(layers)))
         if not layers:
             raise TypeError("`Chain()` needs at least one layer, e.g. `Chain(L.Dense(2, 1))`.")
-        object.__setattr__(self, "layers", tuple(_as_layer(layer, name) for name, layer in zip(names, layers)))
+        layers = tuple(_as_layer(layer, name) for name, layer in zip(names, layers))
+        object.__setattr__(self, "layers", layers)
         object.__setattr__(self, "names", names)
         self.__post_init__()
 

@@ -11,6 +11,7 @@ value                     encoding
 a layer                   ``{"__layer__": layer.to_config()}``
 ``jnp.float32``           ``{"__dtype__": "float32"}`` (decodes to a ``numpy.dtype``)
 ``1 + 2j``                ``{"__complex__": [1.0, 2.0]}``
+``float("inf")``          ``{"__float__": "inf"}`` (strict JSON has no inf or nan)
 a registered function     its name, a string (layers store names, see ``function_field``)
 ========================  ============================================
 
@@ -20,12 +21,13 @@ that names the field and the fix. Nothing is ever imported or evaluated while de
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
-_TAGS = ("__tuple__", "__layer__", "__dtype__", "__complex__")
+_TAGS = ("__tuple__", "__layer__", "__dtype__", "__complex__", "__float__")
 
 
 def encode_value(value: Any, where: str, register: str | None = None) -> Any:
@@ -37,10 +39,12 @@ def encode_value(value: Any, where: str, register: str | None = None) -> Any:
     """
     from sciml.layers._core import Layer
 
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"__float__": repr(value)}  # strict JSON has no inf or nan
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, complex):
-        return {"__complex__": [value.real, value.imag]}
+        return {"__complex__": [encode_value(value.real, where), encode_value(value.imag, where)]}
     if isinstance(value, np.generic) and not isinstance(value, np.void):
         return encode_value(value.item(), where, register)
     if isinstance(value, Layer):
@@ -86,7 +90,9 @@ def decode_value(data: Any) -> Any:
         if tag == "__dtype__":
             return jnp.dtype(payload)
         if tag == "__complex__":
-            return complex(payload[0], payload[1])
+            return complex(decode_value(payload[0]), decode_value(payload[1]))
+        if tag == "__float__" and payload in ("inf", "-inf", "nan"):
+            return float(payload)
     raise ValueError(
         f"cannot decode the hyper-parameter {data!r:.200} from a model description: expected a "
         f"JSON value or a dict with one of the keys {', '.join(_TAGS)}."

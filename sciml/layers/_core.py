@@ -16,11 +16,11 @@ import dataclasses
 import functools
 from typing import Any, ClassVar
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from sciml._config import PrecisionError, check_precision, x64_enabled
+from sciml._typing import Params, PRNGKeyArray, State
 from sciml.layers._registry import canonicalise_functions
 
 #: class name -> {"module.qualname": class}. Redefining a class (same module and qualname, e.g. a
@@ -81,12 +81,12 @@ class Layer:
         canonicalise_functions(self)
 
     # -- the protocol -------------------------------------------------------------------------
-    def init(self, key: jax.Array, dtype=jnp.float32) -> tuple[Any, Any]:
+    def init(self, key: PRNGKeyArray, dtype=jnp.float32) -> tuple[Params, State]:
         """Return ``(params, state)`` for this layer, with floating leaves of ``dtype``."""
         raise NotImplementedError(f"{type(self).__name__} does not implement `init`.")
 
-    def apply(self, params: Any, x: Any, state: Any) -> tuple[Any, Any]:
-        """Return ``(y, new_state)``."""
+    def apply(self, params: Params, x: Any, state: State) -> tuple[Any, State]:
+        """Return ``(y, new_state)``; the output dtype is JAX's promotion of ``x`` and ``params``."""
         raise NotImplementedError(f"{type(self).__name__} does not implement `apply`.")
 
     def sublayers(self) -> dict[str, "Layer"]:
@@ -97,7 +97,7 @@ class Layer:
         """Whether this layer or any of its sublayers carries state."""
         return self.stateful or any(sub.has_state() for sub in self.sublayers().values())
 
-    def __call__(self, params: Any, x: Any) -> Any:
+    def __call__(self, params: Params, x: Any) -> Any:
         """Stateless shorthand: ``model(params, x)`` is ``model.apply(params, x, state)[0]``."""
         if self.has_state():
             raise TypeError(
@@ -108,7 +108,7 @@ class Layer:
         y, _ = self.apply(params, x, self._empty_state())
         return y
 
-    def _empty_state(self) -> Any:
+    def _empty_state(self) -> State:
         return {name: sub._empty_state() for name, sub in self.sublayers().items()}
 
     # -- description ----------------------------------------------------------------------------

@@ -40,8 +40,9 @@ def _walk(layer, params: Any, state: Any, first: str, rest: str, name: str | Non
     rows.append((label, comment))
     for i, (child_name, child) in enumerate(sublayers.items()):
         last = i == len(sublayers) - 1
-        _walk(child, _get(params, child_name), _get(state, child_name),
-              rest + ("└── " if last else "├── "), rest + ("    " if last else "│   "), child_name, rows)
+        branch, indent = ("└── ", "    ") if last else ("├── ", "│   ")
+        _walk(child, _get(params, child_name), _get(state, child_name), rest + branch, rest + indent,
+              child_name, rows)
 
 
 def _get(tree: Any, key: str) -> Any:

@@ -110,6 +110,13 @@ def test_hyper_parameter_values_round_trip(value):
     assert decoded == value and type(decoded) in (type(value), int)
 
 
+def test_non_finite_floats_are_stored_as_strict_json():
+    encoded = encode_value((float("inf"), complex(1, float("-inf"))), "x")
+    assert json.loads(json.dumps(encoded, allow_nan=False)) == encoded
+    assert decode_value(encoded) == (float("inf"), complex(1, float("-inf")))
+    assert np.isnan(decode_value(encode_value(float("nan"), "x")))
+
+
 def test_jax_scalar_types_decode_to_equal_dtypes():
     assert decode_value(encode_value(jnp.float32, "dtype")) == np.dtype("float32")
 

@@ -3,7 +3,8 @@
 A layer's docstring has a `Parameters:` section (and a `State:` section if it has state) with one
 line per key: `key: shape` where the shape is an expression in the layer's attributes, optionally
 `if condition`; `key: description` for a sub-tree (a sublayer's params; `<i>` stands for an index and `<name>`
-for each sublayer's name); or `none`. The test builds every case from `layer_cases.py` and compares those lines with `init`.
+for each sublayer's name); or `none`. The test builds every case from `layer_cases.py` and compares
+those lines with `init`.
 """
 
 import doctest
@@ -72,10 +73,12 @@ def check_section(layer, title, tree):
             continue
         if isinstance(shape, tuple):
             assert key in leaves, f"{type(layer).__name__}: documented {key} is not in init's {title.lower()}"
-            assert leaves[key] == shape, f"{type(layer).__name__}: {key} has shape {leaves[key]}, documented {shape}"
+            assert leaves[key] == shape, \
+                f"{type(layer).__name__}: {key} has shape {leaves[key]}, documented {shape}"
             covered.add(key)
         else:
-            assert matching or not leaves, f"{type(layer).__name__}: documented {key} is not in init's {title.lower()}"
+            assert matching or not leaves, \
+                f"{type(layer).__name__}: documented {key} is not in init's {title.lower()}"
             covered |= matching
     assert covered == set(leaves), f"{type(layer).__name__}: undocumented {sorted(set(leaves) - covered)}"
 

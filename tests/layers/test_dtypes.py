@@ -135,7 +135,8 @@ def test_named_activations_compute_in_float64(name):
     np.testing.assert_allclose(y, reference, rtol=1e-13, atol=1e-15)
 
 
-@pytest.mark.parametrize("layer", [L.LayerNorm(5), L.RMSNorm(5), L.BatchNorm(5)], ids=lambda l: type(l).__name__)
+@pytest.mark.parametrize("layer", [L.LayerNorm(5), L.RMSNorm(5), L.BatchNorm(5)],
+                         ids=lambda layer: type(layer).__name__)
 def test_normalisation_computes_in_float64(layer):
     """Statistics of float64 input are float64: the result matches numpy far below float32 eps."""
     x = np.random.default_rng(0).normal(size=(4, 5)) * 1e3 + 1e4

@@ -11,6 +11,10 @@ KEY = jax.random.key(0)
 F64 = jnp.float64
 
 
+def trees_equal(a, b):
+    return jax.tree_util.tree_all(jax.tree_util.tree_map(lambda u, v: bool(jnp.all(u == v)), a, b))
+
+
 def init64(layer):
     return layer.init(KEY, F64)
 
@@ -85,7 +89,8 @@ def test_parallel_gives_every_branch_the_input_and_combines_the_outputs():
                                 ("concat", lambda u, v: np.concatenate([u, v], -1))]:
         model = L.Parallel(connection, a, b)
         params, _ = init64(model)
-        np.testing.assert_allclose(model(params, x), combine(a(params["layer_0"], x), b(params["layer_1"], x)))
+        expected = combine(a(params["layer_0"], x), b(params["layer_1"], x))
+        np.testing.assert_allclose(model(params, x), expected)
 
 
 def test_parallel_splits_a_tuple_input_and_returns_a_tuple_without_connection():
@@ -146,7 +151,7 @@ def test_batchnorm_test_mode_uses_running_statistics_and_keeps_the_state():
     x = np.array([[3.0, 5.0]])
     y, new_state = layer.apply(params, x, state)
     np.testing.assert_allclose(y, [[2 / np.sqrt(4 + 1e-5), 3 / np.sqrt(9 + 1e-5)]], rtol=1e-12)
-    assert jax.tree_util.tree_all(jax.tree_util.tree_map(lambda a, b: bool(jnp.all(a == b)), new_state, state))
+    assert trees_equal(new_state, state)
 
 
 BN_MODEL = L.Chain(L.Dense(2, 2), L.BatchNorm(2), L.Dropout(0.5))

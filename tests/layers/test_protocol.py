@@ -38,8 +38,9 @@ def test_init_gives_plain_nested_dicts_and_apply_returns_output_and_state():
 
 def test_init_dtype_chooses_the_parameter_dtype_and_defaults_to_float32():
     model = L.MLP(2, 1, 4, 1)
-    assert {p.dtype for p in jax.tree_util.tree_leaves(model.init(KEY)[0])} == {jnp.dtype(jnp.float32)}
-    assert {p.dtype for p in jax.tree_util.tree_leaves(model.init(KEY, jnp.float64)[0])} == {jnp.dtype(jnp.float64)}
+    dtypes = lambda params: {p.dtype for p in jax.tree_util.tree_leaves(params)}
+    assert dtypes(model.init(KEY)[0]) == {jnp.dtype(jnp.float32)}
+    assert dtypes(model.init(KEY, jnp.float64)[0]) == {jnp.dtype(jnp.float64)}
 
 
 def test_the_shorthand_refuses_stateful_layers_and_says_what_to_do():
