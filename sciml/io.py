@@ -1,20 +1,18 @@
 """Save and load parameters and models: one safetensors file, never pickle.
 
-``sciml.save(path, params, model=None, metadata=None)`` writes one `safetensors
-<https://huggingface.co/docs/safetensors>`_ file; ``params, model = sciml.load(path)`` reads it back.
-The file is an ordinary safetensors file (any safetensors reader sees one tensor per leaf, named by its
-path, e.g. ``params/layers/0/w``) whose string-to-string ``__metadata__`` holds:
+``sciml.save(path, params, model=None, metadata=None)`` writes one safetensors file;
+``params, model = sciml.load(path)`` reads it back. The file is an ordinary safetensors file: any
+safetensors reader sees one tensor per leaf, named by its path (``params/layers/0/w``). Its
+string-to-string ``__metadata__`` holds
 
-==================  ============================================================================
-``sciml.format``    ``"1"``, the version of this layout.
-``sciml.tree``      JSON description of the params pytree: containers (``{"dict": {...}}``,
-                    ``{"list": [...]}``, ``{"tuple": [...]}``, ``null``) and, for every leaf, its
-                    ``dtype``, ``shape`` and the ``sha256`` of its bytes (plus ``"python"`` for a
-                    Python scalar and ``"prng_impl"`` for a typed JAX PRNG key).
-``sciml.model``     JSON of ``model.to_config()``, or ``null``.
-``sciml.metadata``  JSON of the user's ``metadata`` dict (``{}`` when none was given).
-``sciml.sha256``    sha256 of the other ``sciml.*`` entries, so a corrupted header is detected.
-==================  ============================================================================
+- ``sciml.format``: ``"1"``, the version of this layout;
+- ``sciml.tree``: JSON description of the params pytree: containers (``{"dict": {...}}``,
+  ``{"list": [...]}``, ``{"tuple": [...]}``, ``null``) and, for every leaf, its ``dtype``, ``shape``
+  and the ``sha256`` of its bytes (plus ``"python"`` for a Python scalar and ``"prng_impl"`` for a
+  typed JAX PRNG key);
+- ``sciml.model``: JSON of ``model.to_config()``, or ``null``;
+- ``sciml.metadata``: JSON of the user's ``metadata`` dict (``{}`` when none was given);
+- ``sciml.sha256``: sha256 of the other ``sciml.*`` entries, so that a corrupted header is detected.
 
 Every dtype round-trips bit for bit. Dtypes that safetensors knows are stored as themselves; complex
 leaves are stored as float pairs (a ``complex64`` array of shape ``(n,)`` is an ``F32`` tensor of shape
@@ -24,12 +22,12 @@ leaves are stored as float pairs (a ``complex64`` array of shape ``(n,)`` is an 
 Safety: loading never unpickles and never imports anything named in the file. The header length is
 checked against the file size, the header and the tree description are validated strictly, and every
 tensor's bytes are checked against their checksum, so a truncated, corrupted or foreign file raises a
-:class:`ValueError` that names the file and the problem instead of returning wrong numbers.
+``ValueError`` that names the file and the problem instead of returning wrong numbers.
 
 Writing is atomic: the file is written to a temporary file in the same directory, flushed to disk and
-moved over ``path`` with :func:`os.replace`, so an existing file is never left half-written.
+moved over ``path`` with ``os.replace``, so an existing file is never left half-written.
 
-The file layout is written here rather than with ``safetensors.numpy.save``, whose numpy back-end has no
+The layout is written here rather than with ``safetensors.numpy.save``, whose numpy back-end has no
 bfloat16 and whose low-level writer changed signature across the supported safetensors versions; every
 file is read back through ``safetensors.deserialize``, the reference parser, as a second check.
 """
