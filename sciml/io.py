@@ -178,12 +178,11 @@ def _describe(node: Any, name: str, where: str, arrays: dict[str, np.ndarray]) -
     else:
         raise TypeError(f"`{where}` is of type {type(node).__name__}; `sciml.save` stores arrays, "
                         f"Python scalars and PRNG keys in nested dict/list/tuple/None containers.")
-    if array.dtype.name not in _STORAGE or not array.dtype.isnative:
-        if array.dtype.name in _STORAGE:  # a byte-swapped NumPy array: store it in native order
-            array = array.astype(array.dtype.newbyteorder("="))
-        else:
-            raise TypeError(f"`{where}` has dtype {array.dtype}, which `sciml.save` cannot store; "
-                            f"supported: {', '.join(_STORAGE)}.")
+    if array.dtype.name not in _STORAGE:
+        raise TypeError(f"`{where}` has dtype {array.dtype}, which `sciml.save` cannot store; "
+                        f"supported: {', '.join(_STORAGE)}.")
+    if not array.dtype.isnative:  # a byte-swapped NumPy array: store it in native order
+        array = array.astype(array.dtype.newbyteorder("="))
     array = np.asarray(array, order="C")  # (np.ascontiguousarray would turn 0-d into 1-d)
     arrays[name] = array
     return {"dtype": array.dtype.name, "shape": list(array.shape), "sha256": _sha256(array), **leaf}
@@ -454,7 +453,8 @@ def _rebuild(node: Any, name: str, tensors: dict[str, dict], path: str) -> Any:
         try:
             return jax.random.wrap_key_data(jnp.asarray(array), impl=node["prng_impl"])
         except (ValueError, TypeError) as err:
-            raise _bad(path, f"tensor {name!r} is not a valid {node['prng_impl']!r} PRNG key: {err}") from None
+            raise _bad(path, f"tensor {name!r} is not a valid {node['prng_impl']!r} PRNG key: "
+                             f"{err}") from None
     return jnp.asarray(array)
 
 

@@ -4,6 +4,7 @@ ValueError (never pickle, never a crash) for every file that `sciml.save` did no
 from __future__ import annotations
 
 import dataclasses
+import doctest
 import json
 import math
 import os
@@ -81,7 +82,8 @@ def _special_values(dtype: np.dtype) -> np.ndarray:
 @pytest.mark.parametrize("dtype", ALL_DTYPES)
 def test_every_dtype_round_trips_bit_exactly(tmp_path, dtype):
     values = _special_values(np.dtype(dtype))
-    params = {"numpy": values, "jax": jnp.asarray(values), "scalar": values[0], "matrix": values[:2].reshape(2, 1)}
+    params = {"numpy": values, "jax": jnp.asarray(values), "scalar": values[0],
+              "matrix": values[:2].reshape(2, 1)}
     loaded, model = _round_trip(tmp_path, params)
     assert model is None
     for key in params:
@@ -99,7 +101,8 @@ def _complex(real: np.ndarray, imag: np.ndarray) -> np.ndarray:
 
 def test_float_specials_survive_in_float_and_complex_leaves(tmp_path):
     specials = {}
-    for dtype, payload in ((np.float64, np.uint64(0x7FF8_0000_DEAD_BEEF)), (np.float32, np.uint32(0xFFC0_BEEF))):
+    payloads = {np.float64: np.uint64(0x7FF8_0000_DEAD_BEEF), np.float32: np.uint32(0xFFC0_BEEF)}
+    for dtype, payload in payloads.items():
         info = np.finfo(dtype)
         specials[dtype] = np.array([payload.view(dtype), -0.0, np.inf, -np.inf, info.smallest_subnormal,
                                     info.max, info.min], dtype)
@@ -181,6 +184,11 @@ _trees = st.recursive(
 def test_random_trees_round_trip_bit_exactly(tmp_path_factory, params):
     loaded, _ = _round_trip(tmp_path_factory.mktemp("tree"), params)
     assert _bits(loaded) == _bits(params)
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(sciml.io, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
 
 
 # -- the file is an ordinary safetensors file ----------------------------------------------------------
