@@ -290,7 +290,6 @@ def test_model_round_trips_through_its_config(tmp_path):
     np.testing.assert_array_equal(rebuilt(loaded, jnp.ones(3)), model(params, jnp.ones(3)))
 
 
-@pytest.mark.skipif(not hasattr(L, "Chain"), reason="needs sciml.layers.Chain and Dense")
 def test_library_layers_round_trip(tmp_path):
     model = L.Chain(L.Dense(2, 8, act="tanh"), L.Dense(8, 2))
     params, _ = model.init(jax.random.key(0), dtype=jnp.float64)
