@@ -16,7 +16,7 @@ from sciml import layers as L
 
 
 @L.compact
-class Block(L.Layer):
+class PreNormBlock(L.Layer):
     """A pre-norm transformer block, the bar for `compact`: the forward pass reads as three lines."""
 
     dim: int
@@ -69,7 +69,7 @@ CASES = [
     Case("Dropout", L.Dropout(0.25), (3,)),
     Case("Embedding", L.Embedding(7, 3), (), integer_input=7, complex_ok=False),
     Case("MultiHeadAttention", L.MultiHeadAttention(4, 2, causal=True), (3, 4), complex_ok=False),
-    Case("compact-Block", Block(4), (3, 4), complex_ok=False),
+    Case("compact-PreNormBlock", PreNormBlock(4), (3, 4), complex_ok=False),
 ]
 
 CASE_IDS = [case.name for case in CASES]

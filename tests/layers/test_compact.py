@@ -11,7 +11,7 @@ import pytest
 
 from sciml import layers as L
 
-from layer_cases import Block
+from .layer_cases import PreNormBlock
 
 KEY = jax.random.key(0)
 TRACES = []
@@ -64,19 +64,20 @@ class PerSample(L.Layer):
 @jax.jit
 def block_apply(params, x):
     TRACES.append(1)
-    return Block(8)(params, x)
+    return PreNormBlock(8)(params, x)
 
 
 @jax.jit
 def block_by_hand(params, x):
-    """`Block.forward` written out with explicit params (outside `forward`, sublayers are plain layers)."""
-    block = Block(8)
+    """`PreNormBlock.forward` written out with explicit params (outside `forward`, the sublayers are
+    plain layers)."""
+    block = PreNormBlock(8)
     h = x + block.attn(params["attn"], block.ln1(params["ln1"], x))
     return h + block.mlp(params["mlp"], block.ln2(params["ln2"], h))
 
 
 def test_the_transformer_block_reads_as_three_lines_and_is_a_plain_layer():
-    block = Block(8)
+    block = PreNormBlock(8)
     params, state = block.init(KEY)
     assert list(params) == ["ln1", "attn", "ln2", "mlp"]
     assert set(params["attn"]) == {"query", "key", "value", "out"}
@@ -89,22 +90,23 @@ def test_the_transformer_block_reads_as_three_lines_and_is_a_plain_layer():
 
 
 def test_a_compact_layer_is_hashable_static_and_does_not_retrace():
-    params, _ = Block(8).init(KEY)
-    assert Block(8) == Block(8) and hash(Block(8)) == hash(Block(8)) and Block(8) != Block(8, heads=4)
+    params, _ = PreNormBlock(8).init(KEY)
+    assert PreNormBlock(8) == PreNormBlock(8) and hash(PreNormBlock(8)) == hash(PreNormBlock(8))
+    assert PreNormBlock(8) != PreNormBlock(8, heads=4)
     TRACES.clear()
     block_apply(params, jnp.ones((3, 8)))
     block_apply(params, jnp.zeros((3, 8)))
     assert len(TRACES) == 1
     forward_static = jax.jit(lambda model, p, x: model(p, x), static_argnums=0)
-    np.testing.assert_allclose(forward_static(Block(8), params, jnp.ones((3, 8))),
+    np.testing.assert_allclose(forward_static(PreNormBlock(8), params, jnp.ones((3, 8))),
                                block_apply(params, jnp.ones((3, 8))), rtol=1e-6)
 
 
 def test_a_compact_layer_round_trips_through_json_and_prints_its_tree():
-    block = Block(8, heads=4)
+    block = PreNormBlock(8, heads=4)
     assert L.from_config(json.loads(json.dumps(block.to_config()))) == block
     text = str(block)
-    assert text.splitlines()[0].startswith("Block(dim=8, heads=4)")
+    assert text.splitlines()[0].startswith("PreNormBlock(dim=8, heads=4)")
     assert "├── attn: MultiHeadAttention(dim=8, heads=4)" in text and "query: Dense(8 => 8)" in text
 
 

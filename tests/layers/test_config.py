@@ -11,7 +11,7 @@ import pytest
 from sciml import layers as L
 from sciml.layers._config import decode_value, encode_value
 
-from layer_cases import CASE_IDS, CASES
+from .layer_cases import CASE_IDS, CASES
 
 
 def json_round_trip(layer):

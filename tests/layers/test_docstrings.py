@@ -19,7 +19,7 @@ import pytest
 import sciml.layers
 from sciml import layers as L
 
-from layer_cases import CASES
+from .layer_cases import CASES
 
 EXPORTED_LAYER_CLASSES = [getattr(L, name) for name in L.__all__
                           if inspect.isclass(getattr(L, name)) and issubclass(getattr(L, name), L.Layer)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from sciml import layers as L
 
-from layer_cases import CASE_IDS, CASES, real_loss, run
+from .layer_cases import CASE_IDS, CASES, real_loss, run
 
 F32, F64, C64, C128 = jnp.float32, jnp.float64, jnp.complex64, jnp.complex128
 

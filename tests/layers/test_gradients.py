@@ -8,12 +8,12 @@ import numpy as np
 
 from sciml import layers as L
 
-from layer_cases import Block
+from .layer_cases import PreNormBlock
 
 KEY = jax.random.key(0)
 CHAIN = L.Chain(L.Dense(2, 5, act="tanh"), L.SkipConnection(L.Dense(5, 5, act="gelu")), L.LayerNorm(5),
                 L.Dense(5, 1, act="softplus"))
-BLOCK = Block(4)
+BLOCK = PreNormBlock(4)
 
 
 def flat_loss(model, x, target):
