@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Any, Callable, Sequence
 
 import jax
@@ -11,7 +13,7 @@ import numpy as np
 from sciml._config import check_precision
 from sciml._flat import flatten
 from sciml.solvers._control import PIController
-from sciml.solvers._events import Event, EventSet
+from sciml.solvers._events import Event, EventSet, event_value
 from sciml.solvers._loop import LoopConfig
 from sciml.solvers._solution import Solution, unflatten_batched
 from sciml.solvers._status import raise_on_failure
@@ -66,12 +68,71 @@ def solve(f: Callable, y0: Any, t_span, args: Any = None, solver=None, saveat=No
 
     solver = Tsit5() if solver is None else solver
     adjoint = Auto() if adjoint is None else adjoint
-    problem = _prepare(f, y0, t_span, args, solver, saveat, rtol, atol, dt0, max_steps, events,
-                       adaptive, max_step, event_records, adjoint)
-    res = adjoint.integrate(problem.cfg, problem.f, problem.y0, problem.s0, problem.s1, problem.args,
-                            problem.s_ts, problem.rtol, problem.atol, problem.dt0)
-    sol = _build_solution(problem, res)
+    _check_arguments(f, y0, t_span, args, saveat, solver, max_steps, adaptive, dt0, events)
+    mode, ts = _saveat_mode(saveat)
+    _check_concrete_values(t_span[0], t_span[1], y0, ts, rtol, atol)
+    static = _Static(f=f, solver=solver, adjoint=adjoint, mode=mode, max_steps=int(max_steps),
+                     adaptive=bool(adaptive), events=tuple(events) if events else None,
+                     max_step=None if max_step is None else float(max_step),
+                     event_records=int(event_records), auto_dt0=dt0 is None)
+    dynamic_args, static_args = _partition(args)
+    run = _compiled(static, static_args)
+    sol = run(y0, t_span[0], t_span[1], dynamic_args, ts, rtol, atol, dt0)
+    if mode in _SAVEAT_MODES:
+        sol = _trim_if_concrete(sol)
     return _throw(sol) if throw else sol
+
+
+@dataclasses.dataclass(frozen=True)
+class _Static:
+    """The options of a solve that select its compiled program (everything but array values)."""
+
+    f: Callable
+    solver: Any
+    adjoint: Any
+    mode: str
+    max_steps: int
+    adaptive: bool
+    events: tuple | None
+    max_step: float | None
+    event_records: int
+    auto_dt0: bool
+
+
+def _partition(args):
+    """Split ``args`` into array-like leaves (traced) and everything else (part of the cache key)."""
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    is_dynamic = [isinstance(x, (jax.Array, np.ndarray, np.generic, bool, int, float, complex)) for x in leaves]
+    dynamic = [x for x, d in zip(leaves, is_dynamic) if d]
+    static = (treedef, tuple(is_dynamic), tuple(x for x, d in zip(leaves, is_dynamic) if not d))
+    return dynamic, static
+
+
+def _compiled(static: _Static, static_args):
+    """The jitted solve for these options, cached; uncached if an option is unhashable."""
+    try:
+        return _compiled_cached(static, static_args)
+    except TypeError:  # an unhashable f or static arg: compile for this call only
+        return _make_run(static, static_args)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled_cached(static, static_args):
+    return _make_run(static, static_args)
+
+
+def _make_run(static: _Static, static_args):
+    treedef, is_dynamic, static_leaves = static_args
+
+    def run(y0, t0, t1, dynamic_args, ts, rtol, atol, dt0):
+        it_d, it_s = iter(dynamic_args), iter(static_leaves)
+        args = jax.tree_util.tree_unflatten(treedef, [next(it_d) if d else next(it_s) for d in is_dynamic])
+        problem = _prepare(static, y0, t0, t1, args, ts, rtol, atol, dt0)
+        res = static.adjoint.integrate(problem.cfg, problem.f, problem.y0, problem.s0, problem.s1,
+                                       problem.args, problem.s_ts, problem.rtol, problem.atol, problem.dt0)
+        return _build_solution(problem, res)
+
+    return jax.jit(run)
 
 
 class _Problem:
@@ -81,8 +142,8 @@ class _Problem:
         self.__dict__.update(kw)
 
 
-def _prepare(f, y0, t_span, args, solver, saveat, rtol, atol, dt0, max_steps, events, adaptive,
-             max_step, event_records, adjoint) -> _Problem:
+def _check_arguments(f, y0, t_span, args, saveat, solver, max_steps, adaptive, dt0, events):
+    """Checks that need no tracing: types, precision, static options."""
     check_precision(y0, "y0")
     check_precision(args, "args")
     check_precision(t_span, "t_span")
@@ -94,14 +155,14 @@ def _prepare(f, y0, t_span, args, solver, saveat, rtol, atol, dt0, max_steps, ev
             hasattr(t_span, "shape") and tuple(t_span.shape) == (2,)):
         raise ValueError(f"`t_span` must be a pair (t0, t1); got {t_span!r}.")
     if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
-        raise ValueError(f"`max_steps` must be a positive int; got {max_steps!r}.")
+        raise ValueError(f"`max_steps` must be a positive int; got {max_steps!r}. Use e.g. `max_steps=100_000` "
+                         f"(the default).")
     if not adaptive and dt0 is None:
         raise ValueError("`adaptive=False` takes fixed steps of `dt0`: pass `dt0=`.")
     if adaptive and not solver.adaptive:
         raise ValueError(
             f"`{solver!r}` has no error estimate, so it cannot adapt its step: pass `adaptive=False, "
             f"dt0=...`, or use an adaptive method such as `sciml.solvers.Tsit5()`.")
-
     leaves = jax.tree_util.tree_leaves(y0)
     if not leaves:
         raise ValueError("`y0` has no arrays; pass the initial state as an array or a pytree of arrays.")
@@ -111,63 +172,80 @@ def _prepare(f, y0, t_span, args, solver, saveat, rtol, atol, dt0, max_steps, ev
             raise TypeError(
                 f"`y0` has a leaf of dtype {jnp.dtype(dtype).name}; ODE states must be floating or "
                 f"complex. Convert it explicitly, e.g. `jnp.asarray(y0, jnp.float64)`.")
+    for e in events or ():
+        if not isinstance(e, Event):
+            raise TypeError(f"`events` must be a list of `sciml.Event`; got {type(e).__name__}.")
+
+
+def _saveat_mode(saveat):
+    if saveat is None:
+        return "final", None
+    if isinstance(saveat, str):
+        if saveat not in _SAVEAT_MODES:
+            raise ValueError(f"`saveat` must be None, an array of times, \"steps\" or \"dense\"; got {saveat!r}.")
+        return saveat, None
+    ts = saveat if isinstance(saveat, jax.Array) else np.asarray(saveat)
+    if ts.ndim != 1:
+        raise ValueError(f"`saveat` must be a 1-D array of times; got shape {ts.shape}.")
+    return "ts", ts
+
+
+def _prepare(static: _Static, y0, t0_in, t1_in, args, ts_user, rtol, atol, dt0) -> _Problem:
+    """Flatten the problem into the loop's form: flat state, forward time, closed-over options."""
+    f = static.f
     y0_flat, _ = flatten(y0)
     y0_tree = jax.tree_util.tree_map(jnp.asarray, y0)
-    t0_in, t1_in = t_span[0], t_span[1]
 
     # The state dtype is what f's output promotes it to (never lower than y0's).
-    time_probe = jnp.asarray(t0_in)
-    out = _probe_f(f, time_probe, y0_tree, args)
-    state_dtype = jnp.result_type(y0_flat.dtype, *[o.dtype for o in jax.tree_util.tree_leaves(out)])
+    out = _probe_f(f, jnp.asarray(t0_in), y0_tree, args)
+    out_dtypes = [o.dtype for o in jax.tree_util.tree_leaves(out)]
+    for dtype in out_dtypes:
+        if not jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_):
+            raise TypeError(f"`f(t, y, args)` returned dtype {jnp.dtype(dtype).name}; dy/dt must be numeric.")
+        if jnp.issubdtype(dtype, jnp.complexfloating) and not jnp.iscomplexobj(y0_flat):
+            raise TypeError(
+                f"`f(t, y, args)` returned {jnp.dtype(dtype).name} for a real state. To integrate in the "
+                f"complex plane pass a complex `y0` (e.g. `y0.astype(jnp.complex128)`); otherwise take "
+                f"the real part inside `f`.")
+    state_dtype = jnp.result_type(y0_flat.dtype, *out_dtypes)
     real_dtype = jnp.zeros((), state_dtype).real.dtype
-    time_dtype = _time_dtype(t0_in, t1_in, saveat, real_dtype)
+    time_dtype = _time_dtype(t0_in, t1_in, ts_user, real_dtype)
     t0 = jnp.asarray(t0_in, time_dtype)
     t1 = jnp.asarray(t1_in, time_dtype)
     y0_flat = y0_flat.astype(state_dtype)
     _, unflatten = flatten(jax.tree_util.tree_map(lambda x: jnp.asarray(x).astype(state_dtype), y0_tree))
     _check_f_output(f, t0, unflatten(y0_flat), args, y0_tree, state_dtype)
 
-    _check_concrete_values(t0, t1, y0_flat, rtol, atol)
     direction = jnp.where(t1 >= t0, 1, -1).astype(time_dtype)
-
-    if saveat is None:
-        mode, ts_user = "final", None
-    elif isinstance(saveat, str):
-        if saveat not in _SAVEAT_MODES:
-            raise ValueError(f"`saveat` must be None, an array of times, \"steps\" or \"dense\"; got {saveat!r}.")
-        mode, ts_user = saveat, None
-    else:
-        mode, ts_user = "ts", jnp.asarray(saveat)
-        if ts_user.ndim != 1:
-            raise ValueError(f"`saveat` must be a 1-D array of times; got shape {ts_user.shape}.")
-        _check_saveat(ts_user, t0, t1)
     s_ts = (jnp.zeros((0,), time_dtype) if ts_user is None
-            else ts_user.astype(time_dtype) * direction)
-
+            else jnp.asarray(ts_user).astype(time_dtype) * direction)
     rtol_flat = _tolerance(rtol, y0_tree, real_dtype, "rtol")
     atol_flat = _tolerance(atol, y0_tree, real_dtype, "atol")
 
-    ev_set = None
-    if events:
-        events = tuple(events)
-        for e in events:
-            if not isinstance(e, Event):
-                raise TypeError(f"`events` must be a list of `sciml.Event`; got {type(e).__name__}.")
-        ev_set = EventSet(events, unflatten, time_sign=direction, records=int(event_records))
-
     def f_forward(s, y, a):
-        out = f(s * direction, unflatten(y), a)
-        flat, _ = flatten(out)
+        flat, _ = flatten(f(s * direction, unflatten(y), a))
         return direction.astype(real_dtype) * flat.astype(state_dtype)
 
-    controller = PIController(dtmax=max_step)
-    cfg = LoopConfig(solver=solver, controller=controller, max_steps=int(max_steps), adaptive=adaptive,
-                     record_steps=mode in _SAVEAT_MODES, record_dense=mode == "dense", events=ev_set)
+    ev_set = None
+    if static.events:
+        conds = tuple(e.cond for e in static.events)
+
+        def event_values(s, y, a):
+            t, tree = s * direction, unflatten(y)
+            return jnp.stack([event_value(c(t, tree, a), i) for i, c in enumerate(conds)])
+
+        ev_set = EventSet(values=event_values, terminal=tuple(e.terminal for e in static.events),
+                          directions=tuple(e.direction for e in static.events), records=static.event_records)
+
+    controller = PIController(dtmax=static.max_step)
+    cfg = LoopConfig(solver=static.solver, controller=controller, max_steps=static.max_steps,
+                     adaptive=static.adaptive, record_steps=static.mode in _SAVEAT_MODES,
+                     record_dense=static.mode == "dense", events=ev_set)
     dt0_s = None if dt0 is None else jnp.abs(jnp.asarray(dt0, time_dtype))
     return _Problem(cfg=cfg, f=f_forward, y0=y0_flat, s0=t0 * direction, s1=t1 * direction, args=args,
-                    s_ts=s_ts, rtol=rtol_flat, atol=atol_flat, dt0=dt0_s, mode=mode, ts_user=ts_user,
-                    direction=direction, unflatten=unflatten, time_dtype=time_dtype, solver=solver,
-                    max_steps=int(max_steps), f_user=f, user_args=args, t0=t0)
+                    s_ts=s_ts, rtol=rtol_flat, atol=atol_flat, dt0=dt0_s, mode=static.mode,
+                    ts_user=ts_user, direction=direction, unflatten=unflatten, time_dtype=time_dtype,
+                    solver=static.solver, max_steps=static.max_steps)
 
 
 def _probe_f(f, t, y, args):
@@ -225,17 +303,19 @@ def _concrete(x):
         return None
 
 
-def _check_concrete_values(t0, t1, y0_flat, rtol, atol):
+def _check_concrete_values(t0, t1, y0, ts, rtol, atol):
+    """Value checks on inputs that are concrete (skipped for traced values)."""
     t0c, t1c = _concrete(t0), _concrete(t1)
     if t0c is not None and t1c is not None:
-        if not (np.isfinite(t0c) and np.isfinite(t1c)):
+        if not (np.all(np.isfinite(t0c)) and np.all(np.isfinite(t1c))):
             raise ValueError(f"`t_span` must be finite; got ({t0c}, {t1c}).")
-        if t0c == t1c:
+        if np.any(t0c == t1c):
             raise ValueError(f"`t_span` must have t0 != t1; got ({t0c}, {t1c}). Widen the interval.")
-    y0c = _concrete(y0_flat)
-    if y0c is not None and not np.all(np.isfinite(y0c)):
-        bad = int(np.flatnonzero(~np.isfinite(y0c))[0])
-        raise ValueError(f"`y0` must be finite; element {bad} (flattened) is {y0c[bad]}.")
+    for path, leaf in jax.tree_util.tree_leaves_with_path(y0):
+        c = _concrete(leaf)
+        if c is not None and not np.all(np.isfinite(c)):
+            where = jax.tree_util.keystr(path) or "y0"
+            raise ValueError(f"`y0` must be finite; {where} contains {c[~np.isfinite(c)].ravel()[0]}.")
     for name, tol in (("rtol", rtol), ("atol", atol)):
         for leaf in jax.tree_util.tree_leaves(tol):
             c = _concrete(leaf)
@@ -245,11 +325,13 @@ def _check_concrete_values(t0, t1, y0_flat, rtol, atol):
                 raise ValueError(f"`rtol` must be > 0; got {c}. Use e.g. rtol=1e-6.")
             if name == "atol" and np.any(c < 0):
                 raise ValueError(f"`atol` must be >= 0; got {c}.")
+    if ts is not None:
+        _check_saveat(ts, t0, t1)
 
 
 def _check_saveat(ts, t0, t1):
     tsc, t0c, t1c = _concrete(ts), _concrete(t0), _concrete(t1)
-    if tsc is None or t0c is None or t1c is None or tsc.size == 0:
+    if tsc is None or t0c is None or t1c is None or tsc.size == 0 or np.ndim(t0c) or np.ndim(t1c):
         return
     sign = 1.0 if t1c >= t0c else -1.0
     s = sign * tsc.astype(np.float64)
@@ -320,7 +402,6 @@ def _trim_if_concrete(sol: Solution) -> Solution:
 
 
 def _replace(sol, **kw):
-    import dataclasses
     return dataclasses.replace(sol, **kw)
 
 

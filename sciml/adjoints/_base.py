@@ -7,6 +7,8 @@ sees a flat state and forward time; ``f(s, y, args)`` is flat too.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
@@ -25,14 +27,23 @@ class AbstractAdjoint:
         return f"{type(self).__name__}({inner})"
 
 
-def hoist_closure(f, s0, y0, args):
-    """Make every traced value that ``f`` closes over an explicit argument.
+def hoist_closure(cfg, f, s0, y0, args):
+    """Make every traced value that ``f`` (and the event functions) close over an explicit argument.
 
-    Returns ``(g, params)`` with ``g(s, y, params)`` equal to ``f(s, y, args)`` and ``params =
-    (args, consts)``, so a custom derivative rule sees (and differentiates) all of f's inputs.
+    Returns ``(cfg, g, params)`` with ``g(s, y, params) == f(s, y, args)``, ``params = (args, consts)``
+    and ``cfg.events`` rewritten the same way, so a custom derivative rule sees (and differentiates)
+    every input of the vector field.
     """
-    converted, consts = jax.closure_convert(f, s0, y0, args)
-    return (lambda s, y, p: converted(s, y, p[0], *p[1])), (args, list(consts))
+    f_conv, f_consts = jax.closure_convert(f, s0, y0, args)
+    n_f = len(f_consts)
+    consts = list(f_consts)
+    if cfg.events is not None:
+        ev_conv, ev_consts = jax.closure_convert(cfg.events.values, s0, y0, args)
+        consts += list(ev_consts)
+        values = lambda s, y, p: ev_conv(s, y, p[0], *p[1][n_f:])  # noqa: E731
+        cfg = dataclasses.replace(cfg, events=dataclasses.replace(cfg.events, values=values))
+    g = lambda s, y, p: f_conv(s, y, p[0], *p[1][:n_f])  # noqa: E731
+    return cfg, g, (args, consts)
 
 
 def split_differentiable(tree):

@@ -38,7 +38,7 @@ class Direct(AbstractAdjoint):
     """
 
     def integrate(self, cfg, f, y0, s0, s1, args, s_ts, rtol, atol, dt0):
-        g, params = hoist_closure(f, s0, y0, args)
+        cfg, g, params = hoist_closure(cfg, f, s0, y0, args)
         return _direct(cfg, g, y0, s0, s1, params, s_ts, rtol, atol, dt0)
 
 
@@ -59,7 +59,7 @@ def _fwd(cfg, g, y0, s0, s1, params, s_ts, rtol, atol, dt0):
 
 def _bwd(cfg: LoopConfig, g, residuals, ct: LoopResult):
     (rec_t, rec_dt, rec_y, n_steps, s_end, y_end, ys, y0, s0, s1, params, s_ts, rtol, atol, dt0) = residuals
-    if cfg.events is not None and any(e.terminal for e in cfg.events.events):
+    if cfg.events is not None and any(cfg.events.terminal):
         raise NotImplementedError(
             "`adjoint=Direct()` cannot yet differentiate through a terminal event (the event time "
             "depends on the parameters). Use non-terminal events, or stop at a fixed t1.")

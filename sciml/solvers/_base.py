@@ -13,6 +13,8 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from sciml.solvers._control import error_norm
+
 
 class Step(NamedTuple):
     """The outcome of one step attempt from ``(t, y)`` with step ``dt``."""
@@ -47,6 +49,10 @@ class AbstractSolver:
 
     def step(self, f, t, y, f0, dt, state) -> Step:
         raise NotImplementedError
+
+    def error_norm(self, y_err, y0, y1, rtol, atol) -> jax.Array:
+        """Scaled error of a step (accept when <= 1); Hairer's mixed-tolerance RMS norm by default."""
+        return error_norm(y_err, y0, y1, rtol, atol)
 
     def dense(self, f, t, y, dt, y1, f0, f1, info) -> jax.Array:
         """Coefficients ``(degree + 1, n)`` of the step's interpolating polynomial in theta."""

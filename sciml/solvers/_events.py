@@ -57,28 +57,24 @@ class EventState(NamedTuple):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class EventSet:
-    """The events of one solve, bound to the flat state layout and the time map of the loop."""
+    """The events of one solve in the loop's terms: ``values(s, y, args) -> (E,)`` on the flat state
+    in forward time, plus each event's static options."""
 
-    events: tuple[Event, ...]
-    unflatten: Callable
-    time_sign: float = 1.0       # the loop runs in s = time_sign * t
+    values: Callable
+    terminal: tuple[bool, ...]
+    directions: tuple[int, ...]
     records: int = 1
 
-    def values(self, args, s, y) -> jax.Array:
-        t = s * self.time_sign
-        tree = self.unflatten(y)
-        return jnp.stack([jnp.asarray(e.cond(t, tree, args)).reshape(()) for e in self.events])
-
-    def init(self, values_fn, s0, y0) -> EventState:
-        g = values_fn(s0, y0)
-        E, R, n = len(self.events), self.records, y0.shape[0]
+    def init(self, args, s0, y0) -> EventState:
+        g = self.values(s0, y0, args)
+        E, R, n = len(self.terminal), self.records, y0.shape[0]
         return EventState(g=g, count=jnp.zeros((E,), jnp.int32), t=jnp.full((E, R), jnp.nan, s0.dtype),
                           y=jnp.full((E, R, n), jnp.nan, y0.dtype), fired=jnp.asarray(-1, jnp.int32))
 
     def _crossings(self, g_old, g_new) -> jax.Array:
         up = (g_old < 0) & (g_new >= 0)
         down = (g_old > 0) & (g_new <= 0)
-        masks = [{1: up[i], -1: down[i], 0: up[i] | down[i]}[e.direction] for i, e in enumerate(self.events)]
+        masks = [{1: up[i], -1: down[i], 0: up[i] | down[i]}[d] for i, d in enumerate(self.directions)]
         return jnp.stack(masks)
 
     def crossed(self, state: EventState, g_new) -> jax.Array:
@@ -88,13 +84,14 @@ class EventSet:
         """Find the crossings inside an accepted step; returns ``(state, hit_terminal, s_end, y_end)``."""
         crossed = self._crossings(state.g, g_new) & accept
         thetas = []
-        for i in range(len(self.events)):
-            g_of = lambda theta, i=i: self.values(args, s + theta.astype(s.dtype) * dt,  # noqa: E731
-                                                  evaluate_polynomial(coeffs, theta))[i]
-            thetas.append(lax.cond(crossed[i], lambda i=i, g_of=g_of: _illinois(g_of, state.g[i], g_new[i], s, dt),
+        for i in range(len(self.terminal)):
+            g_of = lambda theta, i=i: self.values(s + theta.astype(s.dtype) * dt,  # noqa: E731
+                                                  evaluate_polynomial(coeffs, theta), args)[i]
+            thetas.append(lax.cond(crossed[i], lambda i=i, g_of=g_of: _illinois(g_of, state.g[i], g_new[i], s, dt,
+                                                                                  crossed[i]),
                                    lambda: jnp.ones((), s.dtype)))
         theta = jnp.stack(thetas)
-        terminal = jnp.asarray([e.terminal for e in self.events])
+        terminal = jnp.asarray(self.terminal)
         big = jnp.asarray(2.0, s.dtype)
         theta_stop = jnp.min(jnp.where(crossed & terminal, theta, big))
         hit = theta_stop <= 1
@@ -108,7 +105,7 @@ class EventSet:
         record = crossed & (theta <= theta_stop)
         rec_s = jnp.where(theta == 1, s_new, s + theta * dt)
         count, ts, ys = state.count, state.t, state.y
-        for i in range(len(self.events)):
+        for i in range(len(self.terminal)):
             slot = jnp.where(record[i], count[i], self.records)
             ts = ts.at[i, slot].set(rec_s[i], mode="drop")
             y_i = jnp.where(theta[i] == 1, y1, evaluate_polynomial(coeffs, theta[i]))
@@ -118,8 +115,25 @@ class EventSet:
         return EventState(g=g, count=count, t=ts, y=ys, fired=fired), hit, s_stop, y_stop
 
 
-def _illinois(g_of, g_a, g_b, s, dt, max_iter: int = 100):
-    """Root of ``g_of(theta)`` in ``[0, 1]`` given a sign change; returns the end past the crossing."""
+def event_value(value, i: int) -> jax.Array:
+    """The value of event ``i``'s ``cond`` as a real scalar, or a clear error about what it returned."""
+    value = jnp.asarray(value)
+    if value.size != 1:
+        raise ValueError(f"`Event.cond` of event {i} must return a scalar; got shape {value.shape}. "
+                         f"Use one `Event` per component, e.g. `Event(lambda t, y, args: y[0])`.")
+    if not jnp.issubdtype(value.dtype, jnp.floating):
+        raise TypeError(f"`Event.cond` of event {i} must return a real float whose zero is the event; got "
+                        f"dtype {value.dtype.name}. Return the continuous quantity (e.g. `y[0]`), "
+                        f"not a test such as `y[0] < 0`.")
+    return value.reshape(())
+
+
+def _illinois(g_of, g_a, g_b, s, dt, active, max_iter: int = 100):
+    """Root of ``g_of(theta)`` in ``[0, 1]`` given a sign change; returns the end past the crossing.
+
+    ``active`` is False where there is no crossing: under ``vmap`` the ``lax.cond`` around this runs
+    for every trajectory, and those without a sign change must not iterate (or pay for it).
+    """
     dtype = s.dtype
     eps = jnp.finfo(dtype).eps
     tol = 4 * eps * (jnp.abs(s) + jnp.abs(dt)) / jnp.abs(dt)
@@ -128,7 +142,7 @@ def _illinois(g_of, g_a, g_b, s, dt, max_iter: int = 100):
 
     def cond(c):
         a, b, ga, gb, it = c
-        return (b - a > tol) & (gb != 0) & (it < max_iter)
+        return active & (b - a > tol) & (gb != 0) & (it < max_iter)
 
     def body(c):
         a, b, ga, gb, it = c

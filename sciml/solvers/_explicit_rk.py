@@ -41,7 +41,14 @@ class ExplicitRK(AbstractSolver):
         if tab is None:
             return
         cls.order = tab.order
-        cls.error_order = None if tab.b_err is None else tab.error_order + 1
+        if tab.b_err is None:
+            cls.error_order = None
+        elif tab.b_err3 is not None:
+            # Hairer's DOP853 estimator combines the 5th- and 3rd-order errors into one that
+            # behaves like h^8 (scipy's DOP853 does the same).
+            cls.error_order = tab.order
+        else:
+            cls.error_order = tab.error_order + 1
         cls.fsal = tab.fsal
         cls.fevals_per_step = len(tab.c) - 1
         extra = len(tab.c_extra)
@@ -61,8 +68,22 @@ class ExplicitRK(AbstractSolver):
         else:
             y1 = _combine(y, h, tab.b, ks)
             f1 = None
-        y_err = _combine(None, h, tab.b_err, ks) if tab.b_err is not None else jnp.zeros_like(y)
+        if tab.b_err is None:
+            y_err = jnp.zeros_like(y)
+        elif tab.b_err3 is None:
+            y_err = _combine(None, h, tab.b_err, ks)
+        else:
+            y_err = jnp.stack([_combine(None, h, tab.b_err, ks), _combine(None, h, tab.b_err3, ks)])
         return Step(y1=y1, y_err=y_err, f1=f1, info=tuple(ks), state=state, ok=jnp.asarray(True))
+
+    def error_norm(self, y_err, y0, y1, rtol, atol):
+        if self.tableau.b_err3 is None:
+            return super().error_norm(y_err, y0, y1, rtol, atol)
+        # |e5|^2 / sqrt(|e5|^2 + 0.01 |e3|^2) in the scaled RMS norm (Hairer's dop853.f).
+        e5 = super().error_norm(y_err[0], y0, y1, rtol, atol)
+        e3 = super().error_norm(y_err[1], y0, y1, rtol, atol)
+        denom = jnp.sqrt(e5 * e5 + 0.01 * e3 * e3)
+        return jnp.where(denom > 0, e5 * e5 / jnp.where(denom > 0, denom, 1), 0.0)
 
     def dense(self, f, t, y, dt, y1, f0, f1, info):
         tab = self.tableau

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from sciml.solvers._base import AbstractSolver, evaluate_polynomial
-from sciml.solvers._control import PIController, error_norm, initial_step
+from sciml.solvers._control import PIController, initial_step
 from sciml.solvers._events import EventSet
 from sciml.solvers._status import Status
 
@@ -110,7 +110,7 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
     ys = jnp.where(at_start[:, None], y0[None, :], nan_y[None, :])
     save_idx = jnp.sum(at_start).astype(jnp.int32)
 
-    ev_state = events.init(lambda t, y: events.values(args, t, y), t0, y0) if events is not None else ()
+    ev_state = events.init(args, t0, y0) if events is not None else ()
     int_zero = jnp.zeros((), jnp.int32)
     finite0 = jnp.all(jnp.isfinite(y0)) & jnp.all(jnp.isfinite(f0))
     state = LoopState(
@@ -132,7 +132,7 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
         step = solver.step(fb, s.t, s.y, s.f0, dt, s.solver)
         t_new = jnp.where(last, t1, s.t + dt)
         if cfg.adaptive:
-            err = jnp.where(step.ok, error_norm(step.y_err, s.y, step.y1, rtol, atol), jnp.inf)
+            err = jnp.where(step.ok, solver.error_norm(step.y_err, s.y, step.y1, rtol, atol), jnp.inf)
             accept, dt_next, cstate = controller.adapt(err, dt, solver.error_order, s.controller)
             # A clipped final step must not shrink the step carried on.
             dt_next = jnp.where(accept & last, jnp.maximum(dt_next, s.dt), dt_next)
@@ -152,7 +152,7 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
         if lazy_dense:
             need = accept & (cfg.record_dense | _pending(ts_pad, s.save_idx, t_new))
             if events is not None:
-                need = need | (accept & events.crossed(s.events, events.values(args, t_new, step.y1)))
+                need = need | (accept & events.crossed(s.events, events.values(t_new, step.y1, args)))
             coeffs = lax.cond(need, dense, lambda: jnp.zeros((degree + 1, n), y0.dtype))
             n_dense = n_dense + need.astype(jnp.int32)
         else:
@@ -160,7 +160,7 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
 
         t_end, y_end, hit, ev_state = t_new, step.y1, jnp.asarray(False), s.events
         if events is not None:
-            g_new = events.values(args, t_new, step.y1)
+            g_new = events.values(t_new, step.y1, args)
             ev_state, hit, t_end, y_end = events.locate(
                 ev_state, accept, g_new, args, s.t, dt, t_new, step.y1, coeffs)
         ys, save_idx = s.ys, s.save_idx
