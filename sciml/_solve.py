@@ -324,7 +324,8 @@ def _check_concrete_values(t0, t1, y0, ts, rtol, atol):
             if name == "rtol" and np.any(c <= 0):
                 raise ValueError(f"`rtol` must be > 0; got {c}. Use e.g. rtol=1e-6.")
             if name == "atol" and np.any(c < 0):
-                raise ValueError(f"`atol` must be >= 0; got {c}.")
+                raise ValueError(f"`atol` must be >= 0; got {c}. Use e.g. atol=1e-6 (0 for a purely relative "
+                                 f"tolerance).")
     if ts is not None:
         _check_saveat(ts, t0, t1)
 
@@ -350,10 +351,12 @@ def _check_saveat(ts, t0, t1):
 
 def _tolerance(tol, y0_tree, real_dtype, name):
     """A scalar tolerance, or a pytree like ``y0`` flattened to one vector, in the real state dtype."""
-    if jnp.ndim(tol) == 0 and jax.tree_util.tree_structure(tol).num_leaves == 1:
+    if jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(tol)) and jnp.ndim(tol) == 0:
         return jnp.asarray(tol, real_dtype)
     if jax.tree_util.tree_structure(tol) != jax.tree_util.tree_structure(y0_tree):
-        raise ValueError(f"`{name}` must be a scalar or a pytree like `y0`; got {tol!r}.")
+        raise ValueError(f"`{name}` must be a scalar or a pytree like `y0`; got the structure "
+                         f"{jax.tree_util.tree_structure(tol)} for `y0` of structure "
+                         f"{jax.tree_util.tree_structure(y0_tree)}. Pass one number, e.g. `{name}=1e-6`.")
     leaves = [jnp.broadcast_to(jnp.asarray(t, real_dtype), jnp.shape(y))
               for t, y in zip(jax.tree_util.tree_leaves(tol), jax.tree_util.tree_leaves(y0_tree))]
     return jnp.concatenate([jnp.ravel(x) for x in leaves])

@@ -69,6 +69,7 @@ class Solution:
         dt = np.broadcast_to(np.abs(np.asarray(self._last_dt, dtype=np.float64)), status.shape)
         msgs = [describe(int(s), float(ti), float(di), self._max_steps, time_dtype=str(np.asarray(self.t_final).dtype))
                 for s, ti, di in zip(status.ravel(), t.ravel(), dt.ravel())]
+        msgs = [m[0].upper() + m[1:] for m in msgs]
         return msgs[0] if status.ndim == 0 else msgs
 
     def raise_if_failed(self) -> "Solution":
@@ -78,7 +79,7 @@ class Solution:
             if isinstance(msgs, list):
                 bad = np.flatnonzero(failed(self.status).ravel())
                 msgs = f"{len(bad)} of {len(msgs)} trajectories failed; the first (index {bad[0]}): {msgs[bad[0]]}"
-            raise SolveError(msgs[0].upper() + msgs[1:] if msgs else msgs)
+            raise SolveError(msgs)
         return self
 
     # -- dense output -------------------------------------------------------------------------
