@@ -124,10 +124,12 @@ def _compiled_cached(static, static_args):
 def _make_run(static: _Static, static_args):
     treedef, is_dynamic, static_leaves = static_args
 
-    def run(y0, t0, t1, dynamic_args, ts, rtol, atol, dt0):
+    def rebuild(dynamic_args):
         it_d, it_s = iter(dynamic_args), iter(static_leaves)
-        args = jax.tree_util.tree_unflatten(treedef, [next(it_d) if d else next(it_s) for d in is_dynamic])
-        problem = _prepare(static, y0, t0, t1, args, ts, rtol, atol, dt0)
+        return jax.tree_util.tree_unflatten(treedef, [next(it_d) if d else next(it_s) for d in is_dynamic])
+
+    def run(y0, t0, t1, dynamic_args, ts, rtol, atol, dt0):
+        problem = _prepare(static, rebuild, y0, t0, t1, dynamic_args, ts, rtol, atol, dt0)
         res = static.adjoint.integrate(problem.cfg, problem.f, problem.y0, problem.s0, problem.s1,
                                        problem.args, problem.s_ts, problem.rtol, problem.atol, problem.dt0)
         return _build_solution(problem, res)
@@ -190,14 +192,22 @@ def _saveat_mode(saveat):
     return "ts", ts
 
 
-def _prepare(static: _Static, y0, t0_in, t1_in, args, ts_user, rtol, atol, dt0) -> _Problem:
-    """Flatten the problem into the loop's form: flat state, forward time, closed-over options."""
-    f = static.f
+def _prepare(static: _Static, rebuild, y0, t0_in, t1_in, dynamic_args, ts_user, rtol, atol,
+             dt0) -> _Problem:
+    """Flatten the problem into the loop's form: flat state, forward time, and ``args`` reduced to
+    its array leaves (``rebuild`` puts the static leaves back before calling the user's functions)."""
+    user_f = static.f
+    f = lambda t, y, dyn: user_f(t, y, rebuild(dyn))  # noqa: E731
+    args = dynamic_args
     y0_flat, _ = flatten(y0)
     y0_tree = jax.tree_util.tree_map(jnp.asarray, y0)
 
     # The state dtype is what f's output promotes it to (never lower than y0's).
     out = _probe_f(f, jnp.asarray(t0_in), y0_tree, args)
+    for leaf in jax.tree_util.tree_leaves(out):
+        if not isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
+            raise TypeError(f"calling `f(t0, y0, args)` failed: it returned a {type(leaf).__name__} where "
+                            f"dy/dt needs an array (the structure of `y0`).")
     out_dtypes = [o.dtype for o in jax.tree_util.tree_leaves(out)]
     for dtype in out_dtypes:
         if not jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_):
@@ -231,8 +241,8 @@ def _prepare(static: _Static, y0, t0_in, t1_in, args, ts_user, rtol, atol, dt0) 
         conds = tuple(e.cond for e in static.events)
 
         def event_values(s, y, a):
-            t, tree = s * direction, unflatten(y)
-            return jnp.stack([event_value(c(t, tree, a), i) for i, c in enumerate(conds)])
+            t, tree, user_args = s * direction, unflatten(y), rebuild(a)
+            return jnp.stack([event_value(c(t, tree, user_args), i) for i, c in enumerate(conds)])
 
         ev_set = EventSet(values=event_values, terminal=tuple(e.terminal for e in static.events),
                           directions=tuple(e.direction for e in static.events), records=static.event_records)
@@ -249,14 +259,15 @@ def _prepare(static: _Static, y0, t0_in, t1_in, args, ts_user, rtol, atol, dt0) 
 
 
 def _probe_f(f, t, y, args):
+    """Call f once while tracing (dead code afterwards) to learn its output structure and dtypes."""
     try:
-        return jax.eval_shape(f, t, y, args)
+        return f(t, y, args)
     except Exception as err:  # re-raised with the call that failed named
         raise type(err)(f"calling `f(t0, y0, args)` failed: {err}") from err
 
 
 def _check_f_output(f, t0, y_state, args, y0_tree, state_dtype):
-    out = jax.eval_shape(f, t0, y_state, args)
+    out = f(t0, y_state, args)
     s_in = jax.tree_util.tree_structure(y0_tree)
     s_out = jax.tree_util.tree_structure(out)
     if s_in != s_out:

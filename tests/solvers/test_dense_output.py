@@ -1,0 +1,77 @@
+"""Dense output: `sol.evaluate(t)` between steps is as accurate as the solution at the steps.
+
+For each method the dense error (at points between steps) must be of the same order as the error at
+the steps themselves: within a factor 10 (Hermite methods) against an exact solution.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sciml
+from sciml import solvers as S
+from tests.solvers.problems import ROTATION_Y0, rotation, rotation_exact
+
+EPS = 0.25
+T1 = 6.0
+ADAPTIVE = [m for m in S.ALL if m().adaptive]
+
+
+@pytest.mark.parametrize("method", ADAPTIVE, ids=lambda m: m.__name__)
+def test_error_between_steps_is_of_the_order_of_the_error_at_steps(method):
+    sol = sciml.solve(rotation, jnp.asarray(ROTATION_Y0), (0.0, T1), args=EPS, solver=method(),
+                      saveat="dense", rtol=1e-7, atol=1e-7)
+    ts = np.asarray(sol.ts)
+    assert ts[0] == 0.0 and ts[-1] == T1 and np.all(np.diff(ts) > 0)
+    at_steps = np.max(np.abs(np.asarray(sol.ys) - rotation_exact(ts, EPS)))
+    mids = 0.5 * (ts[1:] + ts[:-1])
+    quarter = ts[:-1] + 0.27 * np.diff(ts)
+    between = np.concatenate([mids, quarter])
+    dense = np.asarray(sol.evaluate(jnp.asarray(between)))
+    err_between = np.max(np.abs(dense - rotation_exact(between, EPS)))
+    assert err_between <= 10 * max(at_steps, 1e-9), (method.__name__, err_between, at_steps)
+
+
+def test_evaluate_reproduces_the_steps_and_is_vectorised_and_jittable():
+    sol = sciml.solve(rotation, jnp.asarray(ROTATION_Y0), (0.0, T1), args=EPS, saveat="dense",
+                      rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(np.asarray(sol.evaluate(sol.ts)), np.asarray(sol.ys), atol=1e-12)
+    grid = jnp.linspace(0.0, T1, 12).reshape(3, 4)
+    values = jax.jit(sol.evaluate)(grid)
+    assert values.shape == (3, 4, 2)
+    np.testing.assert_allclose(np.asarray(values), rotation_exact(np.asarray(grid), EPS), atol=1e-6)
+
+
+def test_dense_output_of_a_pytree_state_has_its_structure():
+    def f(t, y, args):
+        return {"x": y["v"], "v": -y["x"]}
+
+    sol = sciml.solve(f, {"x": jnp.array(1.0), "v": jnp.array(0.0)}, (0.0, 3.0), saveat="dense",
+                      rtol=1e-9, atol=1e-9)
+    out = sol.evaluate(jnp.array([0.5, 2.5]))
+    np.testing.assert_allclose(np.asarray(out["x"]), np.cos([0.5, 2.5]), atol=1e-7)
+    np.testing.assert_allclose(np.asarray(out["v"]), -np.sin([0.5, 2.5]), atol=1e-7)
+
+
+def test_dense_output_backwards_in_time():
+    sol = sciml.solve(lambda t, y, a: -y, jnp.array([1.0]), (2.0, 0.0), saveat="dense", rtol=1e-9,
+                      atol=1e-9)
+    t = jnp.array([1.7, 1.0, 0.3])
+    np.testing.assert_allclose(np.asarray(sol.evaluate(t))[:, 0], np.exp(2.0 - np.asarray(t)), rtol=1e-7)
+
+
+def test_evaluate_needs_dense_output():
+    sol = sciml.solve(lambda t, y, a: -y, jnp.array([1.0]), (0.0, 1.0))
+    with pytest.raises(ValueError, match='saveat="dense"'):
+        sol.evaluate(0.5)
+
+
+def test_saveat_points_are_interpolated_not_stepped_to():
+    f = lambda t, y, a: -y  # noqa: E731
+    few = sciml.solve(f, jnp.array([1.0]), (0.0, 10.0), rtol=1e-6, atol=1e-6)
+    many = sciml.solve(f, jnp.array([1.0]), (0.0, 10.0), saveat=jnp.linspace(0.0, 10.0, 1001),
+                       rtol=1e-6, atol=1e-6)
+    assert int(many.stats["naccept"]) == int(few.stats["naccept"])
+    assert int(many.stats["nfev"]) == int(few.stats["nfev"])
+    np.testing.assert_allclose(np.asarray(many.ys)[:, 0], np.exp(-np.linspace(0, 10, 1001)), atol=2e-6)
