@@ -50,6 +50,14 @@ class AbstractSolver:
     def step(self, f, t, y, f0, dt, state) -> Step:
         raise NotImplementedError
 
+    def after_step(self, state_new, state_old, accept, dt, dt_next, err):
+        """Carry the solver state to the next attempt, knowing whether this one was accepted.
+
+        Returns ``(state, dt_next)``; a method with its own step-size (and order) selection, such as
+        BDF, may replace the controller's ``dt_next``. Default: keep the new state and the step.
+        """
+        return state_new, dt_next
+
     def error_norm(self, y_err, y0, y1, rtol, atol) -> jax.Array:
         """Scaled error of a step (accept when <= 1); Hairer's mixed-tolerance RMS norm by default."""
         return error_norm(y_err, y0, y1, rtol, atol)

@@ -38,6 +38,7 @@ class LoopConfig:
     record_steps: bool = False      # store (t, dt, y) of every accepted step (saveat="steps", adjoints)
     record_dense: bool = False      # also store each step's interpolating polynomial (saveat="dense")
     events: EventSet | None = None
+    jumps: bool = False             # steps land on `jump_ts` and add `jump_values` to the state there
 
 
 class LoopState(NamedTuple):
@@ -58,6 +59,7 @@ class LoopState(NamedTuple):
     rec_y: jax.Array                # (M + 1, n) states of accepted steps
     rec_dense: jax.Array            # (M, degree + 1, n) step polynomials
     events: Any
+    jump_idx: jax.Array             # next jump to apply
 
 
 class LoopResult(NamedTuple):
@@ -75,11 +77,15 @@ class LoopResult(NamedTuple):
     events: Any
 
 
-def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt0) -> LoopResult:
+def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt0,
+              jump_ts=None, jump_values=None) -> LoopResult:
     """Integrate ``y' = f(t, y, args)`` (flat ``y``) from ``t0`` to ``t1 > t0``.
 
     ``ts`` is a sorted array of save points in ``[t0, t1]`` (possibly empty). ``dt0`` is ``None`` for
-    Hairer's automatic guess. Returns raw buffers; ``sciml.solve`` turns them into a ``Solution``.
+    Hairer's automatic guess. With ``cfg.jumps``, steps land exactly on the sorted, distinct times
+    ``jump_ts`` in ``(t0, t1]`` and ``jump_values[j]`` is added to the state there (after saving the
+    left limit); an adjoint uses this to add output cotangents in a single backward solve. Returns raw
+    buffers; ``sciml.solve`` turns them into a ``Solution``.
     """
     solver, controller, events = cfg.solver, cfg.controller, cfg.events
     time_dtype = t0.dtype
@@ -111,6 +117,9 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
     save_idx = jnp.sum(at_start).astype(jnp.int32)
 
     ev_state = events.init(args, t0, y0) if events is not None else ()
+    if cfg.jumps:
+        jump_ts = jnp.concatenate([jump_ts.astype(time_dtype), jnp.full((1,), jnp.inf, time_dtype)])
+        jump_values = jnp.concatenate([jump_values, jnp.zeros((1, n), y0.dtype)])
     int_zero = jnp.zeros((), jnp.int32)
     finite0 = jnp.all(jnp.isfinite(y0)) & jnp.all(jnp.isfinite(f0))
     state = LoopState(
@@ -118,7 +127,7 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
         solver=solver.init(fb, t0, y0, f0, dt), n_attempt=int_zero, n_accept=int_zero, n_dense=int_zero,
         status=jnp.where(finite0, Status.SUCCESS, Status.NONFINITE).astype(jnp.int32),
         save_idx=save_idx, ys=ys, rec_t=rec_t, rec_dt=jnp.full((M_rec,), jnp.nan, time_dtype),
-        rec_y=rec_y, rec_dense=rec_dense, events=ev_state)
+        rec_y=rec_y, rec_dense=rec_dense, events=ev_state, jump_idx=int_zero)
 
     def cond_fun(s: LoopState):
         return (s.t < t1) & (s.status == Status.SUCCESS)
@@ -127,10 +136,11 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
     snap = 64 * jnp.finfo(time_dtype).eps * jnp.maximum(jnp.abs(t0), jnp.abs(t1))
 
     def body_fun(s: LoopState) -> LoopState:
-        last = s.dt >= t1 - s.t - snap
-        dt = jnp.where(last, t1 - s.t, s.dt)
+        target = jnp.minimum(t1, jump_ts[s.jump_idx]) if cfg.jumps else t1
+        last = s.dt >= target - s.t - snap
+        dt = jnp.where(last, target - s.t, s.dt)
         step = solver.step(fb, s.t, s.y, s.f0, dt, s.solver)
-        t_new = jnp.where(last, t1, s.t + dt)
+        t_new = jnp.where(last, target, s.t + dt)
         if cfg.adaptive:
             err = jnp.where(step.ok, solver.error_norm(step.y_err, s.y, step.y1, rtol, atol), jnp.inf)
             accept, dt_next, cstate = controller.adapt(err, dt, solver.error_order, s.controller)
@@ -140,6 +150,8 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
         else:
             nonfinite = ~(jnp.all(jnp.isfinite(step.y1)) & step.ok)
             accept, dt_next, cstate = ~nonfinite, s.dt, s.controller
+            err = jnp.where(nonfinite, jnp.inf, 0.0)
+        sstate, dt_next = solver.after_step(step.state, s.solver, accept, dt, dt_next, err)
         if solver.fsal:
             f1 = step.f1
         else:
@@ -167,6 +179,14 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
         if m:
             ys, save_idx = _save(ts_pad, ys, save_idx, accept, s.t, dt, t_end, y_end, coeffs, t_new, step.y1)
 
+        jump_idx = s.jump_idx
+        if cfg.jumps:
+            jumped = accept & ~hit & (t_end == jump_ts[jump_idx])
+            y_end = y_end + jnp.where(jumped, jump_values[jump_idx], 0)
+            # The derivative at the new state is no longer the step's last stage.
+            f1 = lax.cond(jumped, lambda: fb(t_end, y_end), lambda: f1)
+            jump_idx = jump_idx + jumped.astype(jnp.int32)
+
         rec_t, rec_dt, rec_y, rec_dense = s.rec_t, s.rec_dt, s.rec_y, s.rec_dense
         if M_rec:
             # Written at every attempt: a rejected candidate's slot is overwritten by the next
@@ -191,10 +211,10 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
         status = jnp.where(out_of_steps, Status.MAX_STEPS, status).astype(jnp.int32)
         return LoopState(
             t=t_next, y=jnp.where(accept, y_end, s.y), f0=jnp.where(accept, f1, s.f0), dt=dt_next,
-            controller=cstate, solver=step.state, n_attempt=n_attempt,
+            controller=cstate, solver=sstate, n_attempt=n_attempt,
             n_accept=s.n_accept + accept.astype(jnp.int32), n_dense=n_dense, status=status,
             save_idx=save_idx, ys=ys, rec_t=rec_t, rec_dt=rec_dt, rec_y=rec_y, rec_dense=rec_dense,
-            events=ev_state)
+            events=ev_state, jump_idx=jump_idx)
 
     s = lax.while_loop(cond_fun, body_fun, state)
     ys_out = jnp.where((jnp.arange(m) < s.save_idx)[:, None], s.ys[:m], nan_y[None, :])
@@ -205,7 +225,7 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
         rec_dt = jnp.where(rows[:-1] < s.n_accept, rec_dt, jnp.nan)
         rec_y = jnp.where((rows <= s.n_accept)[:, None], rec_y, nan_y[None, :])
     nfev = (1 + (dt0 is None) + solver.fevals_per_step * s.n_attempt
-            + (0 if solver.fsal else 1) * s.n_accept + solver.fevals_dense * s.n_dense)
+            + (0 if solver.fsal else 1) * s.n_accept + solver.fevals_dense * s.n_dense + s.jump_idx)
     stats = {"nfev": nfev.astype(jnp.int32), "naccept": s.n_accept, "nreject": s.n_attempt - s.n_accept}
     stats.update(solver.stats(s.solver) if hasattr(solver, "stats") else {})
     return LoopResult(t=s.t, y=s.y, ys=ys_out, status=s.status, stats=stats, dt=s.dt, rec_t=rec_t,
