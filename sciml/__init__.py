@@ -12,10 +12,11 @@ from sciml._config import PrecisionError, x64_enabled  # noqa: E402
 from sciml import adjoints, layers, solvers  # noqa: E402
 from sciml._solve import solve  # noqa: E402
 from sciml._solve_ivp import OdeResult, solve_ivp  # noqa: E402
+from sciml.ensemble import EnsembleSolution, solve_ensemble  # noqa: E402
 from sciml.io import load, save  # noqa: E402
 from sciml.solvers import Event, Solution, SolveError, Status  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = ["PrecisionError", "x64_enabled", "layers", "solvers", "adjoints", "solve", "solve_ivp",
-           "OdeResult", "Event", "Solution", "SolveError", "Status", "save", "load", "__version__"]
+           "solve_ensemble", "EnsembleSolution", "OdeResult", "Event", "Solution", "SolveError", "Status", "save", "load", "__version__"]

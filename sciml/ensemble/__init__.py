@@ -1,0 +1,13 @@
+"""Ensembles: one ODE, many trajectories, on JAX (sharded over devices), C (CPU cores) or CUDA (CuPy).
+
+See :func:`solve_ensemble` and docs/ensembles.md.
+"""
+
+from sciml.ensemble._errors import BackendUnavailableError, CompileError, CompilerNotFoundError
+from sciml.ensemble._ctypes import UnsupportedDtypeError
+from sciml.ensemble._solution import EnsembleSolution
+from sciml.ensemble._solve_ensemble import BACKENDS, solve_ensemble
+from sciml.ensemble._translate import UnsupportedPrimitiveError
+
+__all__ = ["solve_ensemble", "EnsembleSolution", "BACKENDS", "UnsupportedPrimitiveError",
+           "UnsupportedDtypeError", "BackendUnavailableError", "CompilerNotFoundError", "CompileError"]

@@ -1,0 +1,106 @@
+"""Compile generated C with the system C compiler into a shared library, cached by source hash.
+
+The library is built once per distinct source (and compiler and flags) and kept in the user cache
+directory (``$SCIML_CACHE_DIR``, else ``$XDG_CACHE_HOME/sciml/kernels``, else
+``~/.cache/sciml/kernels``), so a later process loads it without compiling. OpenMP is used when the
+compiler supports ``-fopenmp``; without it the trajectories run on one core.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from sciml.ensemble._codegen import entry_parameters
+from sciml.ensemble._errors import CompileError, CompilerNotFoundError
+from sciml.ensemble._kernel import prepare_launch, source_for
+
+_FLAGS = ("-O3", "-std=c99", "-fPIC", "-shared", "-ffp-contract=off", "-fno-math-errno")
+_OPENMP = ("-fopenmp",)
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept between processes."""
+    if os.environ.get("SCIML_CACHE_DIR"):
+        return Path(os.environ["SCIML_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sciml" / "kernels"
+
+
+@functools.lru_cache(maxsize=None)
+def compiler() -> tuple[str, str]:
+    """``(path, version line)`` of the C compiler: ``$CC`` if set, else ``cc``, ``gcc`` or ``clang``."""
+    candidates = [os.environ["CC"]] if os.environ.get("CC") else ["cc", "gcc", "clang"]
+    for name in candidates:
+        path = shutil.which(name)
+        if path is None:
+            continue
+        try:
+            out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if out.returncode == 0:
+            return path, (out.stdout.splitlines() or [""])[0]
+    raise CompilerNotFoundError(
+        f"`backend=\"c\"` needs a C compiler, but none of {candidates} was found on PATH. Install one "
+        f"(e.g. `apt-get install gcc`) or set `CC`, or use `backend=\"jax\"`.")
+
+
+_LOADED: dict[str, ctypes.CDLL] = {}
+
+
+def load_library(source: str) -> ctypes.CDLL:
+    """Compile ``source`` (or reuse the cached build) and load it."""
+    cc, version = compiler()
+    key = hashlib.sha256("\n".join([version, " ".join(_FLAGS + _OPENMP), source]).encode()).hexdigest()[:32]
+    if key in _LOADED:
+        return _LOADED[key]
+    directory = cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"sciml_{key}.so"
+    if not path.exists():
+        _build(cc, source, path)
+    lib = ctypes.CDLL(str(path))
+    _LOADED[key] = lib
+    return lib
+
+
+def _build(cc: str, source: str, path: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="sciml_build_") as tmp:
+        src = Path(tmp) / "kernel.c"
+        src.write_text(source)
+        out = Path(tmp) / "kernel.so"
+        errors = ""
+        for extra in (_OPENMP, ()):
+            result = subprocess.run([cc, *_FLAGS, *extra, str(src), "-o", str(out), "-lm"],
+                                    capture_output=True, text=True)
+            if result.returncode == 0:
+                # Atomic: a concurrent process sees either no file or a complete one.
+                fd, tmp_final = tempfile.mkstemp(dir=path.parent, suffix=".so.tmp")
+                os.close(fd)
+                shutil.copyfile(out, tmp_final)
+                os.replace(tmp_final, path)
+                return
+            errors = result.stderr
+        raise CompileError(f"the C compiler `{cc}` rejected the generated kernel source:\n{errors[-4000:]}\n"
+                           f"This is a bug in sciml; `backend=\"jax\"` works meanwhile.")
+
+
+def solve_c(problem):
+    """Run ``problem`` (an `EnsembleProblem`) through the generated C kernel on the host."""
+    launch, finish = prepare_launch(problem, np, np.asarray)
+    fn = load_library(source_for(launch.spec, launch.method, "c")).sciml_ensemble
+    fn.restype = None
+    args = [ctypes.c_longlong(v) if ctype == "long long" else ctypes.c_void_p(v.ctypes.data)
+            for (ctype, _), v in zip(entry_parameters(launch.spec), launch.values())]
+    fn(*args)
+    return finish("c", jnp.asarray)

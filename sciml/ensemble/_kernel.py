@@ -1,0 +1,248 @@
+"""The kernel backends' common front: trace ``f`` for one trajectory, generate the source, lay out the
+arrays the entry point takes, and turn its outputs into an `EnsembleSolution`.
+
+Array work is written against a NumPy-like module ``xp`` (NumPy for ``backend="c"``, CuPy for
+``backend="cupy"``), so data stays on the device that runs the kernel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sciml._flat import flatten
+from sciml._solve import _check_f_output, _time_dtype, _tolerance
+from sciml.ensemble._codegen import (ArgSpec, KernelMethod, KernelSpec, entry_parameters, kernel_source,
+                                     stat_names)
+from sciml.ensemble._ctypes import UnsupportedDtypeError
+from sciml.ensemble._kernel_rk import ExplicitRKKernel
+from sciml.ensemble._problem import EnsembleProblem
+from sciml.ensemble._solution import EnsembleSolution
+from sciml.solvers._explicit_rk import ExplicitRK
+
+
+def kernel_method(solver) -> KernelMethod:
+    """The kernel counterpart of ``solver``; a clear error for methods without one."""
+    if isinstance(solver, ExplicitRK):
+        return ExplicitRKKernel(solver)
+    raise ValueError(
+        f"the kernel backends (`backend=\"c\"`, `\"cupy\"`) run the explicit Runge-Kutta methods of "
+        f"`sciml.solvers`; got `solver={solver!r}`. Use `backend=\"jax\"` for it.")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Static:
+    """Everything the generated source depends on (hashable: the kernel cache key)."""
+
+    f: Callable
+    y_treedef: Any
+    y_avals: tuple            # (shape, dtype) of each leaf of one trajectory's state
+    args_treedef: Any
+    arg_avals: tuple          # per leaf: (shape, dtype, weak, batched) or ("static", object)
+    solver: Any
+    state_dtype: np.dtype
+    time_dtype: np.dtype
+    save: bool
+    adaptive: bool
+    auto_dt0: bool
+
+
+def _aval(x, batched: bool):
+    shape = tuple(np.shape(x)) if not hasattr(x, "shape") else tuple(x.shape)
+    weak = isinstance(x, (bool, int, float)) or bool(getattr(x, "weak_type", False))
+    dtype = jnp.result_type(x) if isinstance(x, (bool, int, float)) else np.dtype(x.dtype)
+    return (shape[1:] if batched else shape, np.dtype(dtype), weak, batched)
+
+
+def _structs(static: _Static):
+    y = [jax.ShapeDtypeStruct(s, d) for s, d in static.y_avals]
+    args = [a[1] if a[0] == "static" else jax.ShapeDtypeStruct(a[0], a[1], weak_type=a[2])
+            for a in static.arg_avals]
+    return jax.tree_util.tree_unflatten(static.y_treedef, y), args
+
+
+def _rebuild(static: _Static, dynamic):
+    it = iter(dynamic)
+    leaves = [a[1] if a[0] == "static" else next(it) for a in static.arg_avals]
+    return jax.tree_util.tree_unflatten(static.args_treedef, leaves)
+
+
+def _spec(static: _Static) -> tuple[KernelSpec, KernelMethod]:
+    try:
+        return _spec_cached(static)
+    except TypeError:  # an unhashable f or static arg: generate for this call only
+        return _spec_uncached(static)
+
+
+@functools.lru_cache(maxsize=128)
+def _spec_cached(static: _Static):
+    return _spec_uncached(static)
+
+
+def _spec_uncached(static: _Static) -> tuple[KernelSpec, KernelMethod]:
+    method = kernel_method(static.solver)
+    y_struct, _ = _structs(static)
+    template = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, static.state_dtype), y_struct)
+    y_flat, unflatten = flatten(template)
+    dynamic = [jax.ShapeDtypeStruct(a[0], a[1], weak_type=a[2]) for a in static.arg_avals if a[0] != "static"]
+
+    def rhs(t, y, *arg_leaves):
+        out = static.f(t, unflatten(y), _rebuild(static, arg_leaves))
+        return flatten(out)[0].astype(static.state_dtype)
+
+    t_struct = jax.ShapeDtypeStruct((), static.time_dtype)
+    closed = jax.make_jaxpr(rhs)(t_struct, jax.ShapeDtypeStruct(y_flat.shape, static.state_dtype), *dynamic)
+    jac = method.jacobian_jaxpr(rhs, t_struct, y_flat, dynamic) if hasattr(method, "jacobian_jaxpr") else None
+    args = tuple(ArgSpec(a[1] if a[1] != np.bool_ else np.dtype(np.int32), int(np.prod(a[0], dtype=np.int64)), a[3])
+                 for a in static.arg_avals if a[0] != "static")
+    spec = KernelSpec(rhs=closed, n=int(y_flat.shape[0]), state_dtype=static.state_dtype,
+                      time_dtype=static.time_dtype, args=args, save=static.save, adaptive=static.adaptive,
+                      auto_dt0=static.auto_dt0, jac=jac)
+    return spec, method
+
+
+_SOURCES: dict = {}
+
+
+def source_for(spec: KernelSpec, method: KernelMethod, target: str) -> str:
+    """The generated source of ``spec`` for ``target``, built once per spec."""
+    key = (id(spec), target)
+    if key not in _SOURCES:
+        _SOURCES[key] = (spec, kernel_source(spec, method, target))
+    return _SOURCES[key][1]
+
+
+@dataclasses.dataclass
+class Launch:
+    """The arrays of one kernel run, in entry-point order (see `_codegen.entry_parameters`)."""
+
+    spec: KernelSpec
+    method: KernelMethod
+    n_traj: int
+    y0s: Any
+    args: list
+    tp: Any
+    ts: Any
+    m: int
+    tol: Any
+    max_steps: int
+    ys: Any
+    yf: Any
+    tout: Any
+    iout: Any
+
+    def values(self) -> list:
+        """The entry point's arguments, in order (ints for ``long long`` parameters, arrays otherwise)."""
+        named = {"n_traj": self.n_traj, "y0s": self.y0s, "tp": self.tp, "ts": self.ts, "m": self.m,
+                 "tol": self.tol, "max_steps": self.max_steps, "ys": self.ys, "yf": self.yf,
+                 "tout": self.tout, "iout": self.iout}
+        named.update({f"arg{k}": a for k, a in enumerate(self.args)})
+        return [named[name] for _, name in entry_parameters(self.spec)]
+
+
+def prepare_launch(problem: EnsembleProblem, xp, to_xp: Callable) -> tuple[Launch, Callable]:
+    """Arrays for the kernel on ``xp`` and a function turning the finished launch into a solution."""
+    y_leaves, y_treedef = jax.tree_util.tree_flatten(problem.y0s)
+    y_avals = tuple((tuple(x.shape[1:]), np.dtype(x.dtype)) for x in y_leaves)
+    arg_avals = tuple(_aval(x, b) if d else ("static", x)
+                      for x, b, d in zip(problem.arg_leaves, problem.batched, problem.dynamic))
+    state_dtype = _state_dtype(problem, y_treedef, y_avals, arg_avals)
+    real = np.dtype(state_dtype)
+    time_dtype = np.dtype(_time_dtype(problem.t0, problem.t1, problem.ts, real))
+    static = _Static(f=problem.f, y_treedef=y_treedef, y_avals=y_avals, args_treedef=problem.args_treedef,
+                     arg_avals=arg_avals, solver=problem.solver, state_dtype=real, time_dtype=time_dtype,
+                     save=problem.ts is not None, adaptive=problem.adaptive, auto_dt0=problem.dt0 is None)
+    spec, method = _spec(static)
+    n, N = spec.n, problem.n_traj
+
+    y0s = xp.concatenate([xp.reshape(to_xp(x), (N, -1)).astype(real) for x in y_leaves], axis=1)
+    args = []
+    for x, a, d in zip(problem.arg_leaves, arg_avals, problem.dynamic):
+        if not d:
+            continue
+        arr = to_xp(x) if hasattr(x, "shape") else xp.asarray(np.asarray(x, dtype=a[1]))
+        dtype = np.int32 if a[1] == np.bool_ else a[1]
+        args.append(xp.ascontiguousarray(xp.reshape(arr.astype(dtype), (N, -1) if a[3] else (-1,))))
+    t0, t1 = float(problem.t0), float(problem.t1)
+    direction = 1.0 if t1 >= t0 else -1.0
+    dt0 = 0.0 if problem.dt0 is None else abs(float(problem.dt0))
+    dtmax = np.inf if problem.max_step is None else float(problem.max_step)
+    tp = np.array([t0 * direction, t1 * direction, direction, dt0, dtmax], dtype=time_dtype)
+    ts_user = None if problem.ts is None else np.asarray(problem.ts)
+    ts = np.zeros(1, time_dtype) if ts_user is None else ts_user.astype(time_dtype) * time_dtype.type(direction)
+    m = 0 if ts_user is None else int(ts_user.shape[0])
+    template = {k: np.zeros(s, real) for k, (s, _) in enumerate(y_avals)}
+    tol = np.concatenate([np.broadcast_to(np.asarray(_tolerance(_per_leaf(tol, y_treedef), template, real, name)), (n,))
+                          for tol, name in ((problem.rtol, "rtol"), (problem.atol, "atol"))]).astype(real)
+    launch = Launch(spec=spec, method=method, n_traj=N, y0s=xp.ascontiguousarray(y0s), args=args,
+                    tp=xp.asarray(tp), ts=xp.asarray(ts), m=m, tol=xp.asarray(tol), max_steps=problem.max_steps,
+                    ys=xp.empty((N, max(m, 1), n) if m else (1,), real), yf=xp.empty((N, n), real),
+                    tout=xp.empty((N, 2), time_dtype), iout=xp.empty((N, len(stat_names(method))), np.int32))
+
+    def finish(backend: str, convert: Callable) -> EnsembleSolution:
+        return _solution(launch, y_leaves, y_treedef, ts_user, direction, backend, convert, xp)
+
+    return launch, finish
+
+
+def _per_leaf(tol, y_treedef):
+    """A tolerance pytree like ``y0`` re-keyed like the flat template `prepare_launch` builds."""
+    if jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(tol)) and np.ndim(tol) == 0:
+        return tol
+    if jax.tree_util.tree_structure(tol) != y_treedef:
+        raise ValueError(f"`rtol`/`atol` must be a scalar or a pytree like one trajectory's `y0`; got the "
+                         f"structure {jax.tree_util.tree_structure(tol)} for `y0` of structure {y_treedef}.")
+    return {k: leaf for k, leaf in enumerate(jax.tree_util.tree_leaves(tol))}
+
+
+def _state_dtype(problem, y_treedef, y_avals, arg_avals):
+    """``result_type(y0, f(t0, y0, args))``, as `sciml.solve` integrates in; float32/float64 only."""
+    y_struct = jax.tree_util.tree_unflatten(y_treedef, [jax.ShapeDtypeStruct(s, d) for s, d in y_avals])
+    dynamic = [jax.ShapeDtypeStruct(a[0], a[1], weak_type=a[2]) for a in arg_avals if a[0] != "static"]
+
+    def probe(t, y, dyn):
+        return problem.f(t, y, problem.rebuild_args(dyn))
+
+    try:
+        out = jax.eval_shape(probe, jnp.asarray(problem.t0), y_struct, dynamic)
+    except Exception as err:  # re-raised with the call that failed named
+        raise type(err)(f"calling `f(t0, y0, args)` for one trajectory failed: {err}") from err
+    y_dtype = jnp.result_type(*[d for _, d in y_avals])
+    dtype = np.dtype(jnp.result_type(y_dtype, *[o.dtype for o in jax.tree_util.tree_leaves(out)]))
+    if dtype not in (np.float32, np.float64):
+        raise UnsupportedDtypeError(
+            f"the kernel backends integrate float32 or float64 states; this problem's state is "
+            f"{dtype.name}. Use `backend=\"jax\"` (it handles complex states too).")
+
+    def check(t, y, dyn):
+        y_state = jax.tree_util.tree_map(lambda x: x.astype(dtype), y)
+        _check_f_output(lambda t_, y_, a_: problem.f(t_, y_, problem.rebuild_args(a_)), t, y_state, dyn, y, dtype)
+        return 0
+
+    jax.eval_shape(check, jnp.asarray(problem.t0), y_struct, dynamic)
+    return dtype
+
+
+def _solution(launch: Launch, y_leaves, y_treedef, ts_user, direction, backend, convert, xp) -> EnsembleSolution:
+    N, n, m = launch.n_traj, launch.spec.n, launch.m
+    t_final = launch.tout[:, 0] * launch.tout.dtype.type(direction)
+    flat = launch.ys if m else launch.yf[:, None, :]
+    sizes = [int(np.prod(x.shape[1:], dtype=np.int64)) for x in y_leaves]
+    offsets = np.cumsum([0] + sizes)
+
+    def split(arr, lead):
+        parts = [xp.reshape(arr[..., offsets[k]:offsets[k + 1]], lead + tuple(x.shape[1:]))
+                 for k, x in enumerate(y_leaves)]
+        return jax.tree_util.tree_unflatten(y_treedef, [convert(p) for p in parts])
+
+    ts = t_final[:, None] if ts_user is None else xp.broadcast_to(xp.asarray(ts_user.astype(launch.tout.dtype)), (N, m))
+    stats = {name: convert(launch.iout[:, k]) for k, name in enumerate(stat_names(launch.method)) if k}
+    return EnsembleSolution(
+        ts=convert(ts), ys=split(flat, (N, max(m, 1))), t_final=convert(t_final), y_final=split(launch.yf, (N,)),
+        status=convert(launch.iout[:, 0]), stats=stats, _last_dt=convert(launch.tout[:, 1]), backend=backend,
+        _max_steps=launch.max_steps)

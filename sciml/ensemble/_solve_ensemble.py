@@ -1,0 +1,87 @@
+"""`sciml.solve_ensemble`: one ODE, many initial states and parameters, on a choice of backends."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from sciml.ensemble._problem import prepare
+from sciml.ensemble._solution import EnsembleSolution
+
+BACKENDS = ("jax", "c", "cupy")
+
+
+def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes: Any = 0,
+                   backend: str = "jax", solver=None, saveat=None, rtol=1e-6, atol=1e-6, dt0=None,
+                   max_steps: int = 100_000, adaptive: bool = True, max_step=None, mesh=None,
+                   throw: bool = False) -> EnsembleSolution:
+    """Solve ``dy/dt = f(t, y, args)`` for many trajectories at once.
+
+    Trajectory ``i`` starts from the ``i``-th entry of ``y0s`` (leading axis) and sees the ``i``-th
+    entry of every batched leaf of ``args``; its result is what ``sciml.solve`` gives for it alone
+    (same method, tolerances, step control, status). A failing trajectory only sets its own status.
+
+    Args:
+        f: vector field ``f(t, y, args)`` for ONE trajectory (``y`` like one entry of ``y0s``).
+        y0s: initial states, a pytree of arrays whose leading axis runs over trajectories.
+        t_span: ``(t0, t1)``, shared by all trajectories.
+        args: what ``f`` needs; which leaves are per-trajectory is said by ``args_axes``.
+        args_axes: like ``jax.vmap``'s ``in_axes`` for ``args``: ``0`` (default) means every array
+            leaf of ``args`` has one entry per trajectory along its leading axis, ``None`` means
+            ``args`` is shared by all, and a pytree prefix of ``args`` with ``0``/``None`` entries mixes
+            them, e.g. ``args=(rhos, weights), args_axes=(0, None)``.
+        backend: ``"jax"`` (vmapped `sciml.solve`, sharded over the devices of ``mesh``; any solver,
+            any ``f``), ``"c"`` (``f`` translated to C, one compiled loop per trajectory on the CPU
+            cores) or ``"cupy"`` (the same kernel on an NVIDIA GPU, one thread per trajectory).
+        solver: a solver from ``sciml.solvers`` (default ``Tsit5()``). The kernel backends run the
+            explicit Runge-Kutta methods.
+        saveat: ``None`` (final states) or an array of times inside ``t_span`` shared by all.
+        rtol, atol: tolerances, scalars or pytrees like one ``y0``.
+        dt0: first step (``None``: Hairer's automatic guess, per trajectory); required with
+            ``adaptive=False``.
+        max_steps: bound on step attempts per trajectory (``Status.MAX_STEPS`` past it).
+        adaptive: ``False`` takes fixed steps of ``dt0``.
+        max_step: largest step allowed.
+        mesh: ``backend="jax"`` only: a `jax.sharding.Mesh` to split the trajectories over (all its
+            axes together). Default: every device, when there is more than one.
+        throw: raise :class:`sciml.SolveError` if any trajectory failed (default: report it in
+            ``status`` only).
+
+    Returns:
+        An :class:`EnsembleSolution` (``ts``, ``ys``, ``t_final``, ``y_final``, ``status``,
+        ``stats``, ``message()``), every field with the trajectory axis first.
+
+    Raises:
+        ValueError: for inconsistent inputs (the message names the argument and the fix).
+        sciml.ensemble.UnsupportedPrimitiveError: a kernel backend met an operation in ``f`` it cannot
+            translate (``backend="jax"`` handles every ``f``).
+        sciml.ensemble.BackendUnavailableError: no C compiler (``"c"``) or no CuPy/GPU (``"cupy"``).
+
+    Example:
+        >>> import jax.numpy as jnp, sciml
+        >>> def decay(t, y, k):
+        ...     return -k * y
+        >>> ks = jnp.array([0.5, 1.0, 2.0])
+        >>> ens = sciml.solve_ensemble(decay, jnp.ones((3, 1)), (0.0, 1.0), args=ks, rtol=1e-8, atol=1e-8)
+        >>> bool(jnp.allclose(ens.ys[:, -1, 0], jnp.exp(-ks), rtol=1e-6))
+        True
+    """
+    from sciml.solvers import Tsit5
+
+    if backend not in BACKENDS:
+        raise ValueError(f"`backend` must be one of {BACKENDS}; got {backend!r}.")
+    if mesh is not None and backend != "jax":
+        raise ValueError(f"`mesh` shards `backend=\"jax\"` over devices; `backend={backend!r}` runs on "
+                         f"one {'GPU' if backend == 'cupy' else 'host'}. Drop `mesh` or use `backend=\"jax\"`.")
+    solver = Tsit5() if solver is None else solver
+    problem = prepare(f, y0s, t_span, args, args_axes, solver, saveat, rtol, atol, dt0, max_steps,
+                      adaptive, max_step)
+    if backend == "jax":
+        from sciml.ensemble._jax_backend import solve_jax
+        ens = solve_jax(problem, mesh)
+    elif backend == "c":
+        from sciml.ensemble._c_backend import solve_c
+        ens = solve_c(problem)
+    else:
+        from sciml.ensemble._cupy_backend import solve_cupy
+        ens = solve_cupy(problem)
+    return ens.raise_if_failed() if throw else ens
