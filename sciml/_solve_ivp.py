@@ -107,6 +107,9 @@ def solve_ivp(fun: Callable, t_span, y0, method: str = "Tsit5", t_eval=None, den
 
     if t_eval is not None:
         t_eval = np.asarray(t_eval, dtype=np.float64)
+    # Inside the compiled solve these values are traced, so `sciml.solve` cannot check them there.
+    _check_inputs(t0, t1, y0, t_eval, rtol, atol, max_step, first_step)
+    if t_eval is not None:
         mode = "ts"
     else:
         mode = "steps"
@@ -116,10 +119,39 @@ def solve_ivp(fun: Callable, t_span, y0, method: str = "Tsit5", t_eval=None, den
     compiled = _compiled(fun, solver, mode, tuple(_event_key(e) for e in events), max_steps, max_events,
                          bool(np.isfinite(max_step)), first_step is None)
     out = compiled(jnp.asarray(y0), jnp.asarray(t0, jnp.float64), jnp.asarray(t1, jnp.float64),
-                   None if t_eval is None else jnp.asarray(t_eval), args, jnp.asarray(rtol),
-                   jnp.asarray(atol), jnp.asarray(max_step if np.isfinite(max_step) else 0.0),
-                   jnp.asarray(0.0 if first_step is None else first_step))
-    return _result(out, mode, t0, t1, len(events), max_steps, max_events)
+                   None if t_eval is None else jnp.asarray(t_eval), args, jnp.asarray(rtol, jnp.float64),
+                   jnp.asarray(atol, jnp.float64),
+                   jnp.asarray(max_step if np.isfinite(max_step) else 0.0, jnp.float64),
+                   jnp.asarray(0.0 if first_step is None else first_step, jnp.float64))
+    return _result(out, mode, t0, t1, t_eval, len(events), max_steps, max_events)
+
+
+def _check_inputs(t0, t1, y0, t_eval, rtol, atol, max_step, first_step):
+    """The checks scipy makes (and `sciml.solve` makes outside `jit`), with the fix in the message."""
+    from sciml._solve import _check_saveat
+
+    if not (np.isfinite(t0) and np.isfinite(t1)):
+        raise ValueError(f"`t_span` must be finite; got ({t0}, {t1}).")
+    if not np.all(np.isfinite(y0)):
+        bad = int(np.flatnonzero(~np.isfinite(y0))[0])
+        raise ValueError(f"`y0` must be finite; got y0[{bad}]={y0[bad]}.")
+    if np.any(np.asarray(rtol) <= 0):
+        raise ValueError(f"`rtol` must be > 0; got {rtol}. Use e.g. rtol=1e-6.")
+    if np.any(np.asarray(atol) < 0):
+        raise ValueError(f"`atol` must be >= 0; got {atol}. Use e.g. atol=1e-9.")
+    if not max_step > 0:
+        raise ValueError(f"`max_step` must be positive; got {max_step}. Leave it out (np.inf) for no limit.")
+    if first_step is not None and not 0 < first_step <= abs(t1 - t0):
+        raise ValueError(f"`first_step` must be in (0, |t1 - t0|] = (0, {abs(t1 - t0)}]; got {first_step}. "
+                         f"Leave it out to have the first step chosen automatically.")
+    if t_eval is not None:
+        if t_eval.ndim != 1:
+            raise ValueError(f"`t_eval` must be 1-D; got shape {t_eval.shape}.")
+        if t0 != t1:
+            try:
+                _check_saveat(t_eval, np.float64(t0), np.float64(t1))
+            except ValueError as err:  # the same check as `sciml.solve`'s, in scipy's names
+                raise ValueError(str(err).replace("saveat", "t_eval")) from None
 
 
 def _solver_for(method):
@@ -159,16 +191,19 @@ def _compiled(fun, solver, mode, events, max_steps, max_events, has_max_step, au
                     event_records=max_events)
         extra = None
         if mode == "ts+dense":
-            extra = jax.vmap(lambda tt: sol.evaluate(tt))(t_eval)
+            # Times past where the solve stopped (an event or a failure) were not reached: NaN, as in
+            # the "ts" mode, never an extrapolation of the last step.
+            reached = (t_eval - sol.t_final) * jnp.sign(t1 - t0) <= 0
+            extra = jnp.where(reached[:, None], sol.evaluate(t_eval), jnp.nan)
         return sol, extra
 
     return jax.jit(run)
 
 
-def _result(out, mode, t0, t1, n_events, max_steps, max_events) -> OdeResult:
+def _result(out, mode, t0, t1, t_eval, n_events, max_steps, max_events) -> OdeResult:
     sol, extra = out
     status = int(sol.status)
-    ts = np.asarray(sol.ts)
+    ts = np.asarray(sol.ts) if t_eval is None else t_eval
     ys = np.asarray(sol.ys if extra is None else extra)
     if mode in ("steps", "dense"):
         n = int(sol._n_steps)

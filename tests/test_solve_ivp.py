@@ -1,0 +1,301 @@
+"""`sciml.solve_ivp` against `scipy.integrate.solve_ivp` itself.
+
+The facade takes scipy's call and returns scipy's result fields, so each test makes the same call to
+both: scipy's DOP853 at rtol=atol=1e-12 is the reference for values, and scipy's own behaviour
+(fields, shapes, statuses, event records) is the reference for the interface.
+"""
+
+import re
+
+import numpy as np
+import pytest
+import scipy.integrate
+
+import jax.numpy as jnp
+import sciml
+
+
+# -- the problem: Lotka-Volterra, parameters passed through `args` --------------------------------
+def lotka_volterra(t, y, a, b, c, d):
+    return jnp.stack([a * y[0] - b * y[0] * y[1], c * y[0] * y[1] - d * y[1]])
+
+
+def lotka_volterra_np(t, y, a, b, c, d):
+    return np.array([a * y[0] - b * y[0] * y[1], c * y[0] * y[1] - d * y[1]])
+
+
+def prey_extremum(t, y, a, b, c, d):
+    """Zero where dx/dt = x (a - b y) changes sign: y crosses a / b."""
+    return a - b * y[1]
+
+
+def predator_falls(t, y, a, b, c, d):
+    """The predator falls back through 2a (uses args, so args must reach the events)."""
+    return y[1] - 2.0 * a
+
+
+predator_falls.terminal = True
+predator_falls.direction = -1
+
+T_SPAN = (0.0, 10.0)
+Y0 = [1.0, 1.0]
+ARGS = (1.5, 1.0, 3.0, 1.0)
+T_EVAL = np.linspace(0.0, 10.0, 21)
+OPTS = dict(rtol=1e-10, atol=1e-12)           # the default method, Tsit5
+CLOSE = dict(rtol=1e-8, atol=1e-9)            # ours at rtol=1e-10 against scipy at 1e-12
+
+
+def ours(**kw):
+    call = dict(fun=lotka_volterra, t_span=T_SPAN, y0=Y0, args=ARGS, **OPTS)
+    call.update(kw)
+    return sciml.solve_ivp(call.pop("fun"), call.pop("t_span"), call.pop("y0"), **call)
+
+
+def scipys(**kw):
+    call = dict(fun=lotka_volterra_np, t_span=T_SPAN, y0=Y0, args=ARGS, method="DOP853", rtol=1e-12,
+                atol=1e-12)
+    call.update(kw)
+    return scipy.integrate.solve_ivp(call.pop("fun"), call.pop("t_span"), call.pop("y0"), **call)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """scipy's continuous solution, to check our values anywhere in [0, 10]."""
+    return scipys(dense_output=True)
+
+
+@pytest.fixture(scope="module")
+def at_t_eval():
+    return ours(t_eval=T_EVAL), scipys(t_eval=T_EVAL)
+
+
+# -- result fields ---------------------------------------------------------------------------------
+def test_result_has_scipys_fields_types_and_shapes(at_t_eval):
+    res, ref = at_t_eval
+    assert set(res.keys()) == set(ref.keys())
+    for name in ref.keys():
+        assert getattr(res, name) is res[name]
+    assert isinstance(res.t, np.ndarray) and isinstance(res.y, np.ndarray)
+    assert res.y.shape == ref.y.shape == (2, len(T_EVAL)) and res.y.dtype == np.float64
+    np.testing.assert_array_equal(res.t, T_EVAL)
+    for name in ("nfev", "njev", "nlu", "status"):
+        assert isinstance(res[name], int), name
+    assert res.nfev > 0 and res.njev == ref.njev == 0 and res.nlu == ref.nlu == 0
+    assert (res.status, res.success, res.message) == (ref.status, ref.success, ref.message)
+    assert res.sol is None and ref.sol is None
+    assert res.t_events is None and ref.t_events is None and res.y_events is None
+
+
+def test_t_eval_values_match_scipy_dop853(at_t_eval):
+    res, ref = at_t_eval
+    np.testing.assert_allclose(res.y, ref.y, **CLOSE)
+
+
+def test_t_eval_none_returns_every_step(reference):
+    res = ours()
+    assert res.t[0] == 0.0 and res.t[-1] == 10.0
+    assert np.all(np.diff(res.t) > 0)
+    assert 10 < len(res.t) < 1000 and res.y.shape == (2, len(res.t))
+    np.testing.assert_array_equal(res.y[:, 0], Y0)
+    np.testing.assert_allclose(res.y, reference.sol(res.t), **CLOSE)
+
+
+def test_backward_t_span_returns_decreasing_steps(reference):
+    y_end = reference.sol(10.0)
+    res = ours(t_span=(10.0, 0.0), y0=y_end)
+    assert res.t[0] == 10.0 and res.t[-1] == 0.0
+    assert np.all(np.diff(res.t) < 0)
+    np.testing.assert_allclose(res.y, reference.sol(res.t), rtol=1e-7, atol=1e-8)
+
+
+def test_dense_output_shapes_and_values_between_steps(reference):
+    res = ours(dense_output=True)
+    assert res.sol(2.5).shape == (2,) and isinstance(res.sol(2.5), np.ndarray)
+    ts = np.random.default_rng(0).uniform(0.0, 10.0, 50)
+    values = res.sol(ts)
+    assert values.shape == (2, 50)
+    np.testing.assert_allclose(values, reference.sol(ts), **CLOSE)
+    np.testing.assert_allclose(res.sol(res.t), res.y, rtol=1e-12, atol=1e-14)   # through the steps
+
+
+def test_dense_output_with_t_eval_returns_t_eval(reference):
+    res = ours(dense_output=True, t_eval=T_EVAL)
+    np.testing.assert_array_equal(res.t, T_EVAL)
+    assert res.y.shape == (2, len(T_EVAL))
+    np.testing.assert_allclose(res.y, reference.sol(T_EVAL), **CLOSE)
+    np.testing.assert_allclose(res.sol(3.3), reference.sol(3.3), **CLOSE)
+
+
+# -- events ------------------------------------------------------------------------------------------
+def test_non_terminal_events_match_scipy():
+    res, ref = ours(events=prey_extremum), scipys(events=prey_extremum)
+    assert res.status == ref.status == 0
+    assert len(res.t_events) == 1 and len(ref.t_events[0]) == 4
+    np.testing.assert_allclose(res.t_events[0], ref.t_events[0], rtol=0, atol=1e-8)
+    assert res.y_events[0].shape == ref.y_events[0].shape == (4, 2)
+    np.testing.assert_allclose(res.y_events[0], ref.y_events[0], **CLOSE)
+    np.testing.assert_allclose(res.y_events[0][:, 1], ARGS[0] / ARGS[1], rtol=1e-9)   # on the event
+
+
+def test_terminal_event_matches_scipy_and_ends_the_solve():
+    events = [prey_extremum, predator_falls]
+    res, ref = ours(events=events), scipys(events=events)
+    assert res.status == ref.status == 1 and res.success
+    assert res.message == ref.message
+    for mine, theirs in zip(res.t_events, ref.t_events):
+        assert mine.shape == theirs.shape
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-8)
+    for mine, theirs in zip(res.y_events, ref.y_events):
+        np.testing.assert_allclose(mine, theirs, **CLOSE)
+    assert abs(res.t[-1] - 1.5785177355537905) < 1e-8        # scipy's value
+    assert res.t[-1] == res.t_events[1][0]
+    np.testing.assert_allclose(res.y[:, -1], res.y_events[1][0], rtol=1e-12)
+    np.testing.assert_allclose(res.y_events[1][0][1], 2.0 * ARGS[0], rtol=1e-10)
+
+
+def test_terminal_event_with_t_eval_keeps_the_points_before_it():
+    res = ours(events=[prey_extremum, predator_falls], t_eval=T_EVAL)
+    ref = scipys(events=[prey_extremum, predator_falls], t_eval=T_EVAL)
+    np.testing.assert_array_equal(res.t, ref.t)                # 0, 0.5, 1.0, 1.5
+    np.testing.assert_allclose(res.y, ref.y, **CLOSE)
+
+
+# -- methods --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("alias, name", [("RK45", "Dopri5"), ("RK23", "Bosh3"), ("DOP853", "Dopri8")])
+def test_scipy_method_names_are_the_same_methods(alias, name, at_t_eval):
+    _, ref = at_t_eval
+    res = ours(method=alias, t_eval=T_EVAL, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(res.y, ref.y, rtol=1e-5, atol=1e-6)
+    same = ours(method=name, t_eval=T_EVAL, rtol=1e-8, atol=1e-10)
+    np.testing.assert_array_equal(same.y, res.y)
+    assert same.nfev == res.nfev
+
+
+@pytest.mark.parametrize("method", ["Radau", "LSODA"])
+def test_scipy_methods_we_lack_name_one_to_use(method):
+    with pytest.raises(ValueError, match=rf"method '{method}' is not provided by sciml; use method='Rodas5P'"):
+        ours(method=method)
+
+
+@pytest.mark.parametrize("method", ["rk45", "Bogus"])
+def test_unknown_method_lists_the_choices(method):
+    with pytest.raises(ValueError) as err:
+        ours(method=method)
+    assert f"unknown method '{method}'" in str(err.value)
+    for choice in ("Tsit5", "RK45", "DOP853"):
+        assert f"'{choice}'" in str(err.value)
+
+
+# -- inputs --------------------------------------------------------------------------------------------
+def test_integer_y0_is_converted_to_float64_like_scipy(at_t_eval):
+    res = ours(y0=[1, 1], t_eval=T_EVAL)
+    assert res.y.dtype == np.float64
+    assert scipys(y0=[1, 1], t_eval=T_EVAL).y.dtype == np.float64
+    np.testing.assert_array_equal(res.y, at_t_eval[0].y)
+
+
+def test_args_are_passed_to_fun_and_events():
+    args = (1.0, 0.5, 2.0, 0.8)
+    res = ours(args=args, t_eval=T_EVAL)
+    np.testing.assert_allclose(res.y, scipys(args=args, t_eval=T_EVAL).y, **CLOSE)
+
+
+BAD_INPUTS = {
+    "t_eval outside t_span": (dict(t_eval=[0.0, 11.0]), [r"`t_eval` must be inside", r"t_eval\[1\]=11.0"]),
+    "t_eval unsorted": (dict(t_eval=[0.0, 2.0, 1.0]), [r"`t_eval` must be sorted", "increasing"]),
+    "t_eval unsorted backwards": (dict(t_span=(10.0, 0.0), t_eval=[1.0, 2.0]), ["decreasing"]),
+    "y0 not finite": (dict(y0=[1.0, np.nan]), [r"`y0` must be finite", r"y0\[1\]=nan"]),
+    "y0 2-D": (dict(y0=[[1.0, 1.0]]), [r"`y0` must be 1-D", r"\(1, 2\)"]),
+    "atol negative": (dict(atol=-1.0), [r"`atol` must be >= 0", "atol=1e-9"]),
+    "max_step zero": (dict(max_step=0.0), [r"`max_step` must be positive", "np.inf"]),
+    "first_step negative": (dict(first_step=-0.1), [r"`first_step` must be in \(0, \|t1 - t0\|\]"]),
+    "first_step too large": (dict(first_step=20.0), [r"`first_step`", "got 20.0"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
+def test_bad_inputs_raise_value_error_like_scipy(case):
+    overrides, patterns = BAD_INPUTS[case]
+    with pytest.raises(ValueError):
+        scipys(**overrides)                            # scipy refuses them too
+    with pytest.raises(ValueError) as err:
+        ours(**overrides)
+    for pattern in patterns:
+        assert re.search(pattern, str(err.value)), str(err.value)
+
+
+def test_infinite_t_span_is_refused():
+    # scipy would integrate for ever
+    with pytest.raises(ValueError, match=r"`t_span` must be finite; got \(0.0, inf\)"):
+        ours(t_span=(0.0, np.inf))
+
+
+def test_rtol_must_be_positive():
+    # scipy silently raises a too-small rtol; ours refuses a meaningless one.
+    with pytest.raises(ValueError, match=r"`rtol` must be > 0; got 0.0. Use e.g. rtol=1e-6"):
+        ours(rtol=0.0)
+
+
+def test_unsupported_options_and_vectorized_are_refused():
+    with pytest.raises(ValueError, match=r"unsupported option\(s\) \['jac'\]"):
+        ours(jac=lambda t, y: y)
+    with pytest.raises(ValueError, match=r"`vectorized=True` is not needed"):
+        ours(vectorized=True)
+
+
+# -- failures are results, not exceptions -------------------------------------------------------------
+def blow_up(t, y):
+    """y' = y^2, y(0) = 1: y = 1 / (1 - t), infinite at t = 1."""
+    return y**2
+
+
+def test_failure_gives_status_minus_one_and_a_message_like_scipy():
+    t_eval = np.array([0.0, 0.3, 0.6, 0.9, 1.2, 1.5])
+    res = sciml.solve_ivp(blow_up, (0.0, 2.0), [1.0], t_eval=t_eval, rtol=1e-8, atol=1e-10)
+    ref = scipy.integrate.solve_ivp(lambda t, y: y**2, (0.0, 2.0), [1.0], t_eval=t_eval, rtol=1e-8, atol=1e-10)
+    assert res.status == ref.status == -1
+    assert res.success is False and ref.success is False
+    assert "t=1" in res.message and ("step size" in res.message or "non-finite" in res.message)
+    # the points reached before the blow-up, as scipy returns them
+    np.testing.assert_array_equal(res.t, ref.t)
+    np.testing.assert_allclose(res.y[0], 1.0 / (1.0 - res.t), rtol=1e-6)
+
+
+# -- compiled once per (fun, method, shapes) ------------------------------------------------------------
+TRACES = []
+
+
+def counted_decay(t, y, k, c):
+    TRACES.append(1)
+    return -k * y + c
+
+
+def test_repeated_calls_do_not_retrace():
+    t_eval = np.linspace(0.0, 1.0, 5)
+    first = sciml.solve_ivp(counted_decay, (0.0, 1.0), [1.0, 2.0], args=(2.0, 0.0), t_eval=t_eval)
+    np.testing.assert_allclose(first.y, np.array([[1.0], [2.0]]) * np.exp(-2.0 * t_eval), rtol=1e-5)
+    traced = len(TRACES)
+    assert traced > 0
+    calls = [
+        dict(y0=[3.0, -1.0]),                                    # new values of y0
+        dict(t_span=(0.5, 3.0), t_eval=np.linspace(0.5, 3.0, 5)),  # new t_span and t_eval values
+        dict(args=(0.5, 1.0)),                                   # new args
+        dict(rtol=1e-9, atol=1e-12),                             # new tolerances
+        dict(rtol=np.float64(1e-7)),                             # a numpy scalar tolerance
+        dict(y0=[1, 2]),                                         # integers, converted to float64
+        dict(y0=np.array([1.0, 2.0])),
+    ]
+    for change in calls:
+        kw = dict(t_span=(0.0, 1.0), y0=[1.0, 2.0], args=(2.0, 0.0), t_eval=t_eval)
+        kw.update(change)
+        res = sciml.solve_ivp(counted_decay, kw.pop("t_span"), kw.pop("y0"), **kw)
+        assert res.success
+        assert len(TRACES) == traced, f"retraced for {change}"
+    # and the cached program really used the new values: y' = -k y + c from y0 at t0
+    k, c = 0.5, 1.0
+    res = sciml.solve_ivp(counted_decay, (0.5, 3.0), [3.0, -1.0], args=(k, c), t_eval=np.linspace(0.5, 3.0, 5),
+                          rtol=1e-10, atol=1e-12)
+    assert len(TRACES) == traced
+    dt = np.linspace(0.0, 2.5, 5)
+    exact = c / k + (np.array([[3.0], [-1.0]]) - c / k) * np.exp(-k * dt)
+    np.testing.assert_allclose(res.y, exact, rtol=1e-8)
