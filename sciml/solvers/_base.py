@@ -88,3 +88,18 @@ def evaluate_polynomial(coeffs: jax.Array, theta) -> jax.Array:
     for p in range(coeffs.shape[0] - 2, -1, -1):
         value = value * theta + coeffs[p]
     return value
+
+
+def evaluate_dense(starts, dts, coeffs, n_steps, s) -> jax.Array:
+    """The piecewise polynomial of recorded steps at forward time(s) ``s`` (any shape).
+
+    Step ``k`` covers ``(starts[k], starts[k] + dts[k]]`` with coefficients ``coeffs[k]``; only the first
+    ``n_steps`` steps are valid. Times outside are extrapolated from the first/last step. Returns shape
+    ``s.shape + (n,)``.
+    """
+    s = jnp.asarray(s).astype(starts.dtype)
+    n = jnp.maximum(n_steps, 1)
+    idx = jnp.clip(jnp.searchsorted(starts[1:], s.ravel(), side="left"), 0, n - 1)
+    theta = (s.ravel() - starts[idx]) / dts[idx]
+    flat = jax.vmap(evaluate_polynomial)(coeffs[idx], theta)
+    return flat.reshape(s.shape + flat.shape[1:])

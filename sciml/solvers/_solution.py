@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sciml.solvers._base import evaluate_polynomial
+from sciml.solvers._base import evaluate_dense
 from sciml.solvers._status import SolveError, Status, describe, failed
 
 
@@ -96,14 +96,7 @@ class Solution:
             raise ValueError("`sol.evaluate(t)` needs the dense output: solve with `saveat=\"dense\"`.")
         t = jnp.asarray(t)
         s = (t * self._time_sign).astype(self._dense_t.dtype)
-        n = jnp.maximum(self._n_steps, 1)
-        starts = self._dense_t
-        # step k covers (starts[k], starts[k] + dt[k]]; searchsorted over starts[1:n] gives k
-        idx = jnp.searchsorted(starts[1:], s.ravel(), side="left")
-        idx = jnp.clip(idx, 0, n - 1)
-        theta = (s.ravel() - starts[idx]) / self._dense_dt[idx]
-        flat = jax.vmap(lambda c, th: evaluate_polynomial(c, th))(self._dense_coeffs[idx], theta)
-        flat = flat.reshape(t.shape + flat.shape[1:])
+        flat = evaluate_dense(self._dense_t, self._dense_dt, self._dense_coeffs, self._n_steps, s)
         return unflatten_batched(self._unflatten, flat, t.ndim)
 
 
