@@ -184,7 +184,7 @@ def _rhs(spec: KernelSpec, ctx: Ctx) -> str:
     inputs = [np.array(["t"], dtype=object), np.array([f"y[{j}]" for j in range(spec.n)], dtype=object)]
     inputs += [np.array([f"p->a{k}[{j}]" for j in range(a.size)], dtype=object) for k, a in enumerate(spec.args)]
     (out,) = tr.translate(spec.rhs, inputs)
-    body = [f"const sciml_time t = s * dir;"] + tr.lines
+    body = ["const sciml_time t = s * dir;", "(void)t;"] + tr.lines
     body += [f"dy[{j}] = (sciml_real)dir * (sciml_real)({e});" for j, e in enumerate(out.ravel())]
     lines = ["SCIML_FN void sciml_f(const sciml_time s, const sciml_real* SCIML_RESTRICT y, "
              "const sciml_args* SCIML_RESTRICT p, const sciml_time dir, sciml_real* SCIML_RESTRICT dy) {"]

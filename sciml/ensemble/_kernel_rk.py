@@ -25,7 +25,8 @@ class ExplicitRKKernel(KernelMethod):
 
     def declarations(self, ctx: Ctx) -> list[str]:
         n = ctx.n
-        arrays = self.stages[1:] + ["ytmp"] + [f"x{r}" for r in range(len(self.tab.c_extra))]
+        extra = [f"x{r}" for r in range(len(self.tab.c_extra)) if not (r == 0 and self.reuse_f1)]
+        arrays = self.stages[1:] + ["ytmp"] + extra
         arrays += ["yerr"] + (["yerr3"] if self.tab.b_err3 is not None else [])
         return [f"sciml_real {name}[{n}];" for name in arrays]
 
@@ -39,9 +40,8 @@ class ExplicitRKKernel(KernelMethod):
             lines += combine(ctx, "y1", "y", tab.a[-1], ks[:-1])
         else:
             lines += combine(ctx, "y1", "y", tab.b, ks)
-        lines.append("const int ok = 1;")
         if not ctx.spec.adaptive:
-            return lines
+            return lines + ["const int ok = 1;"]
         lines += combine(ctx, "yerr", None, tab.b_err, ks)
         if tab.b_err3 is None:
             lines.append("const sciml_real err = sciml_error_norm(yerr, y, y1, rtol, atol);")

@@ -3,9 +3,9 @@
 Every array in the jaxpr is small and of static shape, so it is unrolled into scalars: a value is a
 NumPy object array of C expressions (variable names or literals), one per element. Elementwise
 primitives emit one ``const T v = ...;`` statement per element. Primitives that only move elements
-around (slicing, reshapes, broadcasts, concatenation, gathers with known indices, ...) emit no code at
-all: they are applied by JAX itself to arrays of element *ids*, which says where each output element
-comes from. Values computed only from constants are folded by evaluating the primitive in JAX, so
+around (slicing, reshapes, broadcasts, concatenation, gathers and ``.at[].set`` with known
+indices, ...) emit no code at all: they are applied by JAX itself to arrays of element *ids*, which
+says where each output element comes from. Values computed only from constants are folded by evaluating the primitive in JAX, so
 index arithmetic, ``iota`` and identity matrices become literals. Calls (``jit``, ``custom_jvp``,
 ``custom_vjp``, ``checkpoint``) are inlined, ``cond`` evaluates its branches and selects.
 
@@ -48,7 +48,7 @@ _ELEMENTWISE = {
     "abs": lambda dt, x: f"{math_fn('fabs', dt)}({x})" if is_float(dt) else f"(({x}) < 0 ? -({x}) : ({x}))",
     "sign": lambda dt, x: f"(({x}) > 0 ? {_one(dt)} : (({x}) < 0 ? -{_one(dt)} : ({x})))",
     "floor": _fn("floor"), "ceil": _fn("ceil"),
-    "round": None,  # handled with its rounding_method
+    "round": None,  # spelled by `_element` from its rounding_method
     "is_finite": lambda dt, x: f"(isfinite({x}) ? 1 : 0)",
     "exp": _fn("exp"), "exp2": _fn("exp2"), "log": _fn("log"), "log1p": _fn("log1p"), "expm1": _fn("expm1"),
     "sqrt": _fn("sqrt"), "rsqrt": lambda dt, x: f"({_one(dt)} / {math_fn('sqrt', dt)}({x}))",
@@ -77,9 +77,9 @@ _ELEMENTWISE = {
 
 #: primitives that only rearrange elements; the value is which operands are data (the rest are indices)
 _STRUCTURAL = {
-    "reshape": None, "broadcast_in_dim": None, "squeeze": None, "expand_dims": None, "slice": None,
-    "transpose": None, "rev": None, "concatenate": None, "stack": None, "split": None, "copy": None,
-    "copy_p": None, "pad": None, "gather": (0,), "dynamic_slice": (0,), "dynamic_update_slice": (0, 1),
+    "reshape": None, "broadcast_in_dim": None, "squeeze": None, "slice": None, "transpose": None,
+    "rev": None, "concatenate": None, "stack": None, "split": None, "copy": None, "pad": None,
+    "gather": (0,), "scatter": (0, 2), "dynamic_slice": (0,), "dynamic_update_slice": (0, 1),
 }
 
 _REDUCTIONS = {
@@ -95,6 +95,7 @@ class _Value:
     """An array of C expressions, one per element, with its concrete value when known at trace time."""
 
     def __init__(self, exprs: np.ndarray, dtype, value: np.ndarray | None = None):
+        exprs = np.asarray(exprs, dtype=object) if isinstance(exprs, np.ndarray) else np.array(exprs, dtype=object)
         self.exprs, self.dtype, self.value = exprs, np.dtype(dtype), value
 
     @classmethod
@@ -152,10 +153,7 @@ class Translator:
         sub = _subjaxpr(eqn)
         if sub is not None:
             return self._run(sub[0], sub[1], ins)
-        known = name in _ELEMENTWISE or name in _STRUCTURAL or name in _REDUCTIONS or name in _CUMULATIVE \
-            or name in ("integer_pow", "convert_element_type", "select_n", "iota", "dot_general",
-                        "argmax", "argmin", "round")
-        if not known:
+        if name not in supported_primitives():
             raise UnsupportedPrimitiveError(_unsupported_message(eqn))
         if all(v.value is not None for v in ins):
             return self._fold(eqn, ins)
@@ -385,3 +383,9 @@ def c_function(name: str, closed_jaxpr, qualifier: str = "static") -> str:
     for k, out in enumerate(outs):
         body += [f"out{k}[{j}] = {e};" for j, e in enumerate(out.ravel())]
     return f"{qualifier} void {name}({', '.join(params) or 'void'}) {{\n    " + "\n    ".join(body) + "\n}\n"
+
+
+def supported_primitives() -> frozenset[str]:
+    """Names of the JAX primitives the translator handles (calls like ``jit`` are inlined besides)."""
+    return frozenset(_ELEMENTWISE) | frozenset(_STRUCTURAL) | frozenset(_REDUCTIONS) | frozenset(_CUMULATIVE) | {
+        "integer_pow", "convert_element_type", "select_n", "iota", "dot_general", "argmax", "argmin", "cond"}
