@@ -21,6 +21,7 @@ from sciml.ensemble._codegen import (ArgSpec, KernelMethod, KernelSpec, entry_pa
                                      stat_names)
 from sciml.ensemble._ctypes import UnsupportedDtypeError
 from sciml.ensemble._kernel_rk import ExplicitRKKernel
+from sciml.ensemble._kernel_rosenbrock import rosenbrock_kernel
 from sciml.ensemble._problem import EnsembleProblem
 from sciml.ensemble._solution import EnsembleSolution
 from sciml.solvers._explicit_rk import ExplicitRK
@@ -30,9 +31,12 @@ def kernel_method(solver) -> KernelMethod:
     """The kernel counterpart of ``solver``; a clear error for methods without one."""
     if isinstance(solver, ExplicitRK):
         return ExplicitRKKernel(solver)
-    raise ValueError(
-        f"the kernel backends (`backend=\"c\"`, `\"cupy\"`) run the explicit Runge-Kutta methods of "
-        f"`sciml.solvers`; got `solver={solver!r}`. Use `backend=\"jax\"` for it.")
+    method = rosenbrock_kernel(solver)
+    if method is None:
+        raise ValueError(
+            f"the kernel backends (`backend=\"c\"`, `\"cupy\"`) run the explicit Runge-Kutta methods and "
+            f"Rodas5P; got `solver={solver!r}`. Use `backend=\"jax\"` for it.")
+    return method
 
 
 @dataclasses.dataclass(frozen=True)
