@@ -426,5 +426,6 @@ def _throw(sol: Solution) -> Solution:
         sol.raise_if_failed()
         return sol
     ys, y_final = raise_on_failure((sol.ys, sol.y_final), sol.status, sol.t_final, sol._last_dt,
-                                   sol._max_steps)
+                                   sol._max_steps, solver_stiff=sol._solver_stiff,
+                                   time_dtype=jnp.dtype(sol.t_final.dtype).name)
     return _replace(sol, ys=ys, y_final=y_final)

@@ -67,7 +67,9 @@ class Solution:
         status = np.asarray(self.status)
         t = np.broadcast_to(np.asarray(self.t_final, dtype=np.float64), status.shape)
         dt = np.broadcast_to(np.abs(np.asarray(self._last_dt, dtype=np.float64)), status.shape)
-        msgs = [describe(int(s), float(ti), float(di), self._max_steps, time_dtype=str(np.asarray(self.t_final).dtype))
+        time_dtype = str(np.asarray(self.t_final).dtype)
+        msgs = [describe(int(s), float(ti), float(di), self._max_steps, time_dtype=time_dtype,
+                         solver_stiff=self._solver_stiff)
                 for s, ti, di in zip(status.ravel(), t.ravel(), dt.ravel())]
         msgs = [m[0].upper() + m[1:] for m in msgs]
         return msgs[0] if status.ndim == 0 else msgs

@@ -33,8 +33,11 @@ _STIFF_HINT = "try a stiff solver such as `solver=sciml.solvers.Rodas5P()`"
 
 
 def describe(status: int, t: float, dt: float, max_steps: int, looks_stiff: bool = False,
-             time_dtype: str = "float64") -> str:
-    """The user-facing message for one trajectory's status code."""
+             time_dtype: str = "float64", solver_stiff: bool = False) -> str:
+    """The user-facing message for one trajectory's status code.
+
+    ``solver_stiff``: the solve already used a stiff solver, so the message does not suggest one.
+    """
     status = Status(int(status))
     if status is Status.SUCCESS:
         return "The solve reached t1 successfully."
@@ -42,6 +45,10 @@ def describe(status: int, t: float, dt: float, max_steps: int, looks_stiff: bool
         return f"The solve stopped at a terminal event at t={t:.6g}."
     if status is Status.MAX_STEPS:
         fix = f"raise `max_steps` (now {max_steps})"
+        if solver_stiff:
+            return (f"the solve stopped at t={t:.6g} after `max_steps={max_steps}` steps (dt={dt:.3g}). "
+                    f"Increase `max_steps` or loosen `rtol`/`atol`; the solver is already a stiff one, so a "
+                    f"step this small points to a discontinuity or a very fast transient in `f` here.")
         if looks_stiff:
             return (f"the solve stopped at t={t:.6g} after `max_steps={max_steps}` steps (dt={dt:.3g}). "
                     f"The problem looks stiff: {_STIFF_HINT}, or {fix}.")
@@ -51,6 +58,10 @@ def describe(status: int, t: float, dt: float, max_steps: int, looks_stiff: bool
         hint = ""
         if time_dtype == "float32":
             hint = " Time is float32; passing `t_span` as float64 arrays gives finer time resolution."
+        if solver_stiff:
+            return (f"the step size underflowed at t={t:.6g} (dt={dt:.3g} no longer changes t). The solution "
+                    f"may blow up (a singularity) near this time, or `f` is discontinuous there: check the "
+                    f"vector field, or stop before this time with an `Event`.{hint}")
         return (f"the step size underflowed at t={t:.6g} (dt={dt:.3g} no longer changes t). The solution "
                 f"may blow up (a singularity) near this time, or the problem is very stiff: "
                 f"{_STIFF_HINT}, or check the vector field.{hint}")
@@ -70,7 +81,8 @@ def failed(status) -> np.ndarray:
     return (status != Status.SUCCESS) & (status != Status.EVENT)
 
 
-def raise_on_failure(values, status, t, dt, max_steps: int):
+def raise_on_failure(values, status, t, dt, max_steps: int, solver_stiff: bool = False,
+                     time_dtype: str = "float64"):
     """Return ``values`` unchanged, raising :class:`SolveError` at run time if any ``status`` failed.
 
     For use inside ``jit``: the check is a host callback in a branch that only runs on failure, and
@@ -85,7 +97,8 @@ def raise_on_failure(values, status, t, dt, max_steps: int):
             i = int(bad[0])
             t_i = float(np.broadcast_to(t, status.shape)[i])
             dt_i = float(abs(np.broadcast_to(dt, status.shape)[i]))
-            msg = describe(int(status[i]), t_i, dt_i, max_steps)
+            msg = describe(int(status[i]), t_i, dt_i, max_steps, time_dtype=time_dtype,
+                           solver_stiff=solver_stiff)
             prefix = f"trajectory {i} of {status.size}: " if status.size > 1 else ""
             raise SolveError(prefix + msg[0].upper() + msg[1:] +
                              " (Pass `throw=False` to get `sol.status` instead of an error.)")

@@ -155,6 +155,26 @@ def test_success_status_and_message():
     np.testing.assert_allclose(sol.ys[:, 0], riccati_exact(TS, -1.0), rtol=1e-6)
 
 
+def test_float32_time_underflow_suggests_float64_time_in_and_out_of_jit():
+    y0 = jnp.array([1.0], jnp.float32)
+    sol = sciml.solve(riccati, y0, (0.0, 2.0), args=jnp.float32(1.0), throw=False)
+    assert int(sol.status) == Status.DT_UNDERFLOW and sol.t_final.dtype == jnp.float32
+    assert abs(float(sol.t_final) - 1.0) < 1e-3
+    assert "Time is float32; passing `t_span` as float64 arrays" in sol.message()
+    thrown = jax.jit(lambda a: sciml.solve(riccati, y0, (0.0, 2.0), args=a).ys)
+    with pytest.raises(Exception, match="Time is float32; passing `t_span` as float64 arrays"):
+        jax.block_until_ready(thrown(jnp.float32(1.0)))
+
+
+@pytest.mark.parametrize("status, fix", [(Status.MAX_STEPS, "Increase `max_steps`"),
+                                         (Status.DT_UNDERFLOW, "check the vector field")])
+def test_a_stiff_solver_is_not_told_to_use_a_stiff_solver(status, fix):
+    plain = describe(status, t=0.5, dt=1e-9, max_steps=100)
+    stiff = describe(status, t=0.5, dt=1e-9, max_steps=100, solver_stiff=True)
+    assert "Rodas5P" in plain and "Rodas5P" not in stiff
+    assert "t=0.5" in stiff and fix in stiff
+
+
 def test_newton_failure_message_names_the_cause_and_a_fix():
     # No implicit solver produces it yet; the message is what users will read when one does.
     msg = describe(Status.NEWTON_FAILED, t=0.25, dt=1e-3, max_steps=100)
