@@ -4,9 +4,9 @@ Time always runs forward here: ``sciml.solve`` maps a backward solve onto a forw
 step needs beyond the solver (error control, save points, events, records for dense output and for
 adjoints, status) lives in this file and knows no method by name.
 
-On the CPU a step costs a few dozen small XLA kernels, so the body avoids nested control flow on the
-common path: save points are written a window at a time with straight-line code, and counters that
-can be derived (rejections, evaluations) are derived after the loop.
+On the CPU a step costs a few dozen small XLA kernels, so the body keeps its buffers small (see
+``_saving.py``) and avoids control flow on the common path; counters that can be derived (rejections,
+evaluations) are derived after the loop.
 """
 
 from __future__ import annotations
@@ -18,13 +18,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from sciml.solvers._base import AbstractSolver, evaluate_polynomial
+from sciml.solvers._base import AbstractSolver
 from sciml.solvers._control import PIController, initial_step
 from sciml.solvers._events import EventSet
+from sciml.solvers._saving import SavePoints, StepPoly
 from sciml.solvers._status import Status
-
-#: save points written per accepted step without a nested loop (more fall back to a loop)
-SAVE_WINDOW = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +50,7 @@ class LoopState(NamedTuple):
     n_accept: jax.Array
     n_dense: jax.Array              # steps whose dense output was built (for the evaluation count)
     status: jax.Array
-    save_idx: jax.Array
-    ys: jax.Array                   # (m + SAVE_WINDOW, n) values at the save points; NaN if not reached
+    saves: Any                      # SaveState of the save points (() when there are none)
     rec_t: jax.Array                # (M + 1,) times of accepted steps, inf past the end
     rec_dt: jax.Array               # (M,) step sizes actually taken
     rec_y: jax.Array                # (M + 1, n) states of accepted steps
@@ -103,18 +100,14 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
     if controller.dtmax is not None:
         dt = jnp.minimum(dt, jnp.asarray(controller.dtmax, time_dtype))
 
-    degree = _dense_degree(solver, fb, t0, y0, dt, f0)
+    degree = _dense_degree(solver, fb, t0, y0, dt, f0, rtol, atol)
     nan_y = jnp.full((n,), jnp.nan, y0.dtype)
     M_rec = M if cfg.record_steps or cfg.record_dense else 0
     rec_t = jnp.full((M_rec + 1,), jnp.inf, time_dtype).at[0].set(t0)
     rec_y = jnp.broadcast_to(nan_y, (M_rec + 1, n)).at[0].set(y0) if M_rec else jnp.zeros((1, n), y0.dtype)
     rec_dense = jnp.zeros((M if cfg.record_dense else 0, degree + 1, n), y0.dtype)
 
-    # Save points at t0 take y0 exactly. Padding with +inf times makes every window in range.
-    ts_pad = jnp.concatenate([ts, jnp.full((SAVE_WINDOW,), jnp.inf, ts.dtype)])
-    at_start = ts_pad <= t0
-    ys = jnp.where(at_start[:, None], y0[None, :], nan_y[None, :])
-    save_idx = jnp.sum(at_start).astype(jnp.int32)
+    saver = SavePoints(ts, n, y0.dtype) if m else None
 
     ev_state = events.init(args, t0, y0) if events is not None else ()
     if cfg.jumps:
@@ -124,9 +117,10 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
     finite0 = jnp.all(jnp.isfinite(y0)) & jnp.all(jnp.isfinite(f0))
     state = LoopState(
         t=t0, y=y0, f0=f0, dt=dt, controller=controller.init(real_dtype),
-        solver=solver.init(fb, t0, y0, f0, dt), n_attempt=int_zero, n_accept=int_zero, n_dense=int_zero,
+        solver=_solver_init(solver, fb, t0, y0, f0, dt, rtol, atol), n_attempt=int_zero, n_accept=int_zero,
+        n_dense=int_zero,
         status=jnp.where(finite0, Status.SUCCESS, Status.NONFINITE).astype(jnp.int32),
-        save_idx=save_idx, ys=ys, rec_t=rec_t, rec_dt=jnp.full((M_rec,), jnp.nan, time_dtype),
+        saves=saver.init(t0, y0) if m else (), rec_t=rec_t, rec_dt=jnp.full((M_rec,), jnp.nan, time_dtype),
         rec_y=rec_y, rec_dense=rec_dense, events=ev_state, jump_idx=int_zero)
 
     def cond_fun(s: LoopState):
@@ -151,7 +145,10 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
             nonfinite = ~(jnp.all(jnp.isfinite(step.y1)) & step.ok)
             accept, dt_next, cstate = ~nonfinite, s.dt, s.controller
             err = jnp.where(nonfinite, jnp.inf, 0.0)
-        sstate, dt_next = solver.after_step(step.state, s.solver, accept, dt, dt_next, err)
+        sstate, dt_solver = solver.after_step(step.state, s.solver, accept, dt, dt_next, err)
+        if cfg.adaptive:  # a method's own step selection (BDF) still obeys `max_step`; fixed steps stay fixed
+            dt_next = dt_solver if controller.dtmax is None else jnp.minimum(
+                dt_solver, jnp.asarray(controller.dtmax, dt_solver.dtype))
         if solver.fsal:
             f1 = step.f1
         else:
@@ -162,7 +159,7 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
 
         n_dense = s.n_dense
         if lazy_dense:
-            need = accept & (cfg.record_dense | _pending(ts_pad, s.save_idx, t_new))
+            need = accept & (cfg.record_dense | (saver.pending(s.saves, t_new) if m else False))
             if events is not None:
                 need = need | (accept & events.crossed(s.events, events.values(t_new, step.y1, args)))
             coeffs = lax.cond(need, dense, lambda: jnp.zeros((degree + 1, n), y0.dtype))
@@ -175,9 +172,11 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
             g_new = events.values(t_new, step.y1, args)
             ev_state, hit, t_end, y_end = events.locate(
                 ev_state, accept, g_new, args, s.t, dt, t_new, step.y1, coeffs)
-        ys, save_idx = s.ys, s.save_idx
+        saves = s.saves
         if m:
-            ys, save_idx = _save(ts_pad, ys, save_idx, accept, s.t, dt, t_end, y_end, coeffs, t_new, step.y1)
+            poly = StepPoly(s.t, dt, t_end, y_end, t_new, step.y1, coeffs)
+            saves = lax.cond(accept & saver.pending(saves, t_end), lambda: saver.write(saves, poly),
+                             lambda: saves)
 
         jump_idx = s.jump_idx
         if cfg.jumps:
@@ -203,9 +202,12 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
         status = jnp.where(accept & ~jnp.all(jnp.isfinite(f1)) & ~hit, Status.NONFINITE, s.status)
         if cfg.adaptive:
             underflow = ~accept & (s.t + dt_next <= s.t)
-            status = jnp.where(underflow, jnp.where(nonfinite, Status.NONFINITE, Status.DT_UNDERFLOW), status)
+            # An implicit solver whose Newton iteration keeps failing shrinks dt until it underflows.
+            cause = jnp.where(step.ok, jnp.where(nonfinite, Status.NONFINITE, Status.DT_UNDERFLOW),
+                              Status.NEWTON_FAILED)
+            status = jnp.where(underflow, cause, status)
         else:
-            status = jnp.where(nonfinite, Status.NONFINITE, status)
+            status = jnp.where(nonfinite, jnp.where(step.ok, Status.NONFINITE, Status.NEWTON_FAILED), status)
         status = jnp.where(hit, Status.EVENT, status)
         out_of_steps = (n_attempt >= cfg.max_steps) & (t_next < t1) & (status == Status.SUCCESS)
         status = jnp.where(out_of_steps, Status.MAX_STEPS, status).astype(jnp.int32)
@@ -213,11 +215,11 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
             t=t_next, y=jnp.where(accept, y_end, s.y), f0=jnp.where(accept, f1, s.f0), dt=dt_next,
             controller=cstate, solver=sstate, n_attempt=n_attempt,
             n_accept=s.n_accept + accept.astype(jnp.int32), n_dense=n_dense, status=status,
-            save_idx=save_idx, ys=ys, rec_t=rec_t, rec_dt=rec_dt, rec_y=rec_y, rec_dense=rec_dense,
+            saves=saves, rec_t=rec_t, rec_dt=rec_dt, rec_y=rec_y, rec_dense=rec_dense,
             events=ev_state, jump_idx=jump_idx)
 
     s = lax.while_loop(cond_fun, body_fun, state)
-    ys_out = jnp.where((jnp.arange(m) < s.save_idx)[:, None], s.ys[:m], nan_y[None, :])
+    ys_out = saver.finish(s.saves) if m else jnp.zeros((0, n), y0.dtype)
     rec_t, rec_dt, rec_y = s.rec_t, s.rec_dt, s.rec_y
     if M_rec:
         rows = jnp.arange(M_rec + 1)
@@ -227,15 +229,27 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
     nfev = (1 + (dt0 is None) + solver.fevals_per_step * s.n_attempt
             + (0 if solver.fsal else 1) * s.n_accept + solver.fevals_dense * s.n_dense + s.jump_idx)
     stats = {"nfev": nfev.astype(jnp.int32), "naccept": s.n_accept, "nreject": s.n_attempt - s.n_accept}
-    stats.update(solver.stats(s.solver) if hasattr(solver, "stats") else {})
+    extra = dict(solver.stats(s.solver)) if hasattr(solver, "stats") else {}
+    # Implicit solvers' Newton iterations vary in length: they count those evaluations themselves.
+    stats["nfev"] = stats["nfev"] + extra.pop("nfev", 0)
+    stats.update(extra)
     return LoopResult(t=s.t, y=s.y, ys=ys_out, status=s.status, stats=stats, dt=s.dt, rec_t=rec_t,
                       rec_dt=rec_dt, rec_y=rec_y, rec_dense=s.rec_dense, n_accept=s.n_accept,
                       events=s.events)
 
 
-def _dense_degree(solver, fb, t0, y0, dt, f0) -> int:
+def _solver_init(solver, fb, t0, y0, f0, dt, rtol, atol):
+    """The solver's state before the first step; a solver that needs the tolerances (a Newton
+    iteration's stopping test, BDF's order selection) receives them through its optional
+    ``bind_tolerances(state, rtol, atol)`` hook."""
+    state = solver.init(fb, t0, y0, f0, dt)
+    bind = getattr(solver, "bind_tolerances", None)
+    return state if bind is None else bind(state, rtol, atol)
+
+
+def _dense_degree(solver, fb, t0, y0, dt, f0, rtol, atol) -> int:
     def probe():
-        step = solver.step(fb, t0, y0, f0, dt, solver.init(fb, t0, y0, f0, dt))
+        step = solver.step(fb, t0, y0, f0, dt, _solver_init(solver, fb, t0, y0, f0, dt, rtol, atol))
         f1 = step.f1 if step.f1 is not None else f0
         return solver.dense(fb, t0, y0, dt, step.y1, f0, f1, step.info)
 
@@ -247,33 +261,3 @@ def _put(buffer, index, value):
     index = jnp.asarray(index, jnp.int32)
     starts = (index,) + (jnp.zeros((), jnp.int32),) * (buffer.ndim - 1)
     return lax.dynamic_update_slice(buffer, jnp.asarray(value, buffer.dtype)[None], starts)
-
-
-def _pending(ts_pad, idx, t_end):
-    """Whether save point ``idx`` lies at or before ``t_end`` (padding entries are +inf)."""
-    return ts_pad[idx] <= t_end
-
-
-def _save(ts_pad, ys, idx, accept, t, dt, t_end, y_end, coeffs, t_new, y1):
-    """Write the interpolated state at every save point in ``(t, t_end]`` of an accepted step.
-
-    One window of ``SAVE_WINDOW`` points is straight-line code; only a step holding more save points
-    than that enters a loop over further windows.
-    """
-    n = ys.shape[1]
-
-    def window(ys, idx):
-        tw = lax.dynamic_slice(ts_pad, (idx,), (SAVE_WINDOW,))
-        take = accept & (tw <= t_end)
-        values = evaluate_polynomial(coeffs, (tw - t) / dt)
-        values = jnp.where((tw == t_new)[:, None], y1[None, :],
-                           jnp.where((tw == t_end)[:, None], y_end[None, :], values))
-        # Rows past the ones taken are rewritten by later steps, or masked after the loop; not
-        # reading the old rows keeps this an in-place update of the buffer.
-        ys = lax.dynamic_update_slice(ys, values, (idx, jnp.zeros((), idx.dtype)))
-        return ys, idx + jnp.sum(take).astype(jnp.int32)
-
-    ys, idx = window(ys, idx)
-    more = lambda c: accept & _pending(ts_pad, c[1], t_end)  # noqa: E731
-    return lax.cond(more((ys, idx)), lambda: lax.while_loop(more, lambda c: window(*c), (ys, idx)),
-                    lambda: (ys, idx))

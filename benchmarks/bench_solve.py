@@ -1,0 +1,120 @@
+"""A single Lotka-Volterra solve: sciml vs diffrax vs scipy, and `sciml.solve_ivp` vs scipy's.
+
+Workloads (float64, Tsit5 / diffrax Tsit5 / scipy RK45, rtol = atol = 1e-6, t in [0, 10]):
+  * final state only, and 101 save points: steady-state time per call of the jitted solve (after
+    compile) and the time to trace + compile it;
+  * the scipy-style facade called repeatedly from Python with numpy in and out, as a simulation
+    pipeline would: `sciml.solve_ivp(..., t_eval=ts)` vs `scipy.integrate.solve_ivp(..., t_eval=ts)`,
+    each with its error against a DOP853 reference at 1e-13 (equal or better accuracy is required).
+
+Targets (issue "ODE solving"): per-call time <= 0.5x diffrax's, compile time <= 0.5x diffrax's,
+`sciml.solve_ivp` >= 20x faster than scipy's RK45 at equal accuracy.
+
+    python benchmarks/bench_solve.py [--repeats 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.integrate import solve_ivp as scipy_solve_ivp
+
+import sciml
+from benchmarks._timing import compiled, interleaved_medians, ms, table, us
+
+P = np.array([1.5, 1.0, 3.0, 1.0])
+Y0 = np.array([1.0, 1.0])
+T1 = 10.0
+TOL = 1e-6
+TS = np.linspace(0.0, T1, 101)
+
+
+def lotka_volterra(t, y, p):
+    return jnp.stack([p[0] * y[0] - p[1] * y[0] * y[1], p[2] * y[0] * y[1] - p[3] * y[1]])
+
+
+def lotka_volterra_np(t, y, p):
+    return np.array([p[0] * y[0] - p[1] * y[0] * y[1], p[2] * y[0] * y[1] - p[3] * y[1]])
+
+
+def _sciml(saveat):
+    return jax.jit(lambda y0, p: sciml.solve(lotka_volterra, y0, (0.0, T1), args=p, saveat=saveat,
+                                             rtol=TOL, atol=TOL).ys)
+
+
+def _diffrax(saveat):
+    save = diffrax.SaveAt(ts=jnp.asarray(saveat)) if saveat is not None else diffrax.SaveAt(t1=True)
+    return jax.jit(lambda y0, p: diffrax.diffeqsolve(
+        diffrax.ODETerm(lotka_volterra), diffrax.Tsit5(), 0.0, T1, None, y0, args=p, saveat=save,
+        stepsize_controller=diffrax.PIDController(rtol=TOL, atol=TOL), max_steps=100_000).ys)
+
+
+def _reference(ts):
+    return scipy_solve_ivp(lotka_volterra_np, (0.0, T1), Y0, method="DOP853", rtol=1e-13, atol=1e-13,
+                           t_eval=ts, args=(P,)).y.T
+
+
+def jitted_rows(repeats: int) -> list[list]:
+    y0, p = jnp.asarray(Y0), jnp.asarray(P)
+    rows = []
+    for label, saveat in (("final state", None), ("101 save points", jnp.asarray(TS))):
+        ours, ours_compile = compiled(_sciml(saveat), y0, p)
+        peer, peer_compile = compiled(_diffrax(saveat), y0, p)
+        ref = _reference(TS if saveat is not None else [T1])
+        err_ours = np.max(np.abs(np.asarray(ours(y0, p)) - ref))
+        err_peer = np.max(np.abs(np.asarray(peer(y0, p)) - ref))
+        t_ours, t_peer = interleaved_medians([(ours, (y0, p)), (peer, (y0, p))], repeats)
+        rows.append([f"LV {label}", "diffrax", us(t_peer), us(t_ours), f"{t_ours / t_peer:.2f}",
+                     ms(peer_compile), ms(ours_compile), f"{ours_compile / peer_compile:.2f}",
+                     f"{err_peer:.1e}", f"{err_ours:.1e}"])
+    return rows
+
+
+def facade_row(repeats: int) -> list:
+    ref = _reference(TS)
+
+    def ours():
+        return sciml.solve_ivp(lotka_volterra, (0.0, T1), Y0, method="Tsit5", t_eval=TS, args=(P,),
+                               rtol=TOL, atol=TOL)
+
+    def scipys():
+        return scipy_solve_ivp(lotka_volterra_np, (0.0, T1), Y0, method="RK45", t_eval=TS, args=(P,),
+                               rtol=TOL, atol=TOL)
+
+    start = time.perf_counter()
+    first = ours()
+    first_call = time.perf_counter() - start
+    err_ours = np.max(np.abs(first.y.T - ref))
+    err_peer = np.max(np.abs(scipys().y.T - ref))
+    t_ours, t_peer = interleaved_medians([(ours, ()), (scipys, ())], repeats)
+    return ["solve_ivp LV 101 pts", "scipy RK45", us(t_peer), us(t_ours), f"{t_ours / t_peer:.3f}",
+            "-", ms(first_call), "-", f"{err_peer:.1e}", f"{err_ours:.1e}"]
+
+
+def main(argv: list[str] | None = None) -> list[list]:
+    """Print the table and the verdicts; return the rows (for `benchmarks/run.py`)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15, help="timed repeats (median)")
+    args = parser.parse_args(argv)
+    print(f"Lotka-Volterra, Tsit5, rtol=atol={TOL}, on {jax.devices()[0].device_kind} (jax {jax.__version__})")
+    rows = jitted_rows(args.repeats) + [facade_row(args.repeats)]
+    header = ["workload", "peer", "peer", "sciml", "ratio", "compile peer", "compile sciml", "ratio",
+              "err peer", "err sciml"]
+    print(table(header, rows, [22, 10, 10, 10, 6, 12, 13, 6, 9, 9]))
+    per_call = max(float(r[4]) for r in rows[:2])
+    compile_ratio = max(float(r[7]) for r in rows[:2])
+    facade = float(rows[2][4])
+    print(f"target per-call <= 0.5x diffrax: worst {per_call:.2f}x -> {'met' if per_call <= 0.5 else 'NOT met'}")
+    print(f"target compile <= 0.5x diffrax: worst {compile_ratio:.2f}x -> {'met' if compile_ratio <= 0.5 else 'NOT met'}")
+    print(f"target solve_ivp >= 20x faster than scipy RK45: {1 / facade:.0f}x -> "
+          f"{'met' if facade <= 0.05 else 'NOT met'}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
