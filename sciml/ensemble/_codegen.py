@@ -298,14 +298,16 @@ def _trajectory(spec: KernelSpec, method: KernelMethod, ctx: Ctx) -> str:
         loop += [
             "const int accept = err <= " + R(1) + ";",
             f"const sciml_real safe_err = err > {R(0)} ? err : {R(1)};",
-            f"sciml_real grow = {R(pi.safety)} * {ctx.rf('pow')}(safe_err, {R(-(1.0 / eo - 0.75 * pi.beta))})"
-            f" * {ctx.rf('pow')}(err_prev, {R(pi.beta)});",
-            f"grow = err > {R(0)} ? grow : {R(pi.factormax)};",
-            f"grow = SCIML_MIN(SCIML_MAX(grow, {R(pi.factormin)}), rejected ? {R(1)} : {R(pi.factormax)});",
-            f"sciml_real shrink = SCIML_MIN(SCIML_MAX({R(pi.safety)} * {ctx.rf('pow')}(safe_err, {R(-1.0 / eo)}), "
-            f"{R(pi.factormin)}), {R(pi.safety)});",
-            f"shrink = isfinite(err) ? shrink : {R(pi.factormin)};",
-            "sciml_time dt_next = hs * (sciml_time)(accept ? grow : shrink);",
+            "sciml_real factor;",
+            "if (accept) {  /* only the factor that is used is computed: pow is the costliest call here */",
+            f"    factor = err > {R(0)} ? {R(pi.safety)} * {ctx.rf('pow')}(safe_err, {R(-(1.0 / eo - 0.75 * pi.beta))})"
+            f" * {ctx.rf('pow')}(err_prev, {R(pi.beta)}) : {R(pi.factormax)};",
+            f"    factor = SCIML_MIN(SCIML_MAX(factor, {R(pi.factormin)}), rejected ? {R(1)} : {R(pi.factormax)});",
+            "} else {",
+            f"    factor = isfinite(err) ? SCIML_MIN(SCIML_MAX({R(pi.safety)} * {ctx.rf('pow')}(safe_err, "
+            f"{R(-1.0 / eo)}), {R(pi.factormin)}), {R(pi.safety)}) : {R(pi.factormin)};",
+            "}",
+            "sciml_time dt_next = hs * (sciml_time)factor;",
             "dt_next = SCIML_MIN(dt_next, dtmax);",
             f"if (accept) err_prev = SCIML_MAX(err, {R(1e-4)});",
             "rejected = !accept;",
