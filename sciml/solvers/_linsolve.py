@@ -1,0 +1,73 @@
+"""The linear algebra of the stiff solvers: Jacobians, the iteration matrix ``I - c J`` and its solves.
+
+Every stiff method solves systems with the matrix ``I - c J`` (``J = df/dy``; ``c = h gamma`` for
+Rosenbrock and ESDIRK methods, ``h / alpha_q`` for BDF). The dense path factors it once (LU with
+partial pivoting) and reuses the factors for every solve until ``c`` or ``J`` changes; the
+matrix-free path (BDF's ``linear_solver="gmres"``) never forms ``J`` and solves with GMRES on
+Jacobian-vector products. Jacobians come from forward-mode autodiff of ``f`` (``n`` batched
+Jacobian-vector products); a user's ``jac=`` takes their place inside ``sciml.solve``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.linalg import lu_factor, lu_solve
+from jax.scipy.sparse.linalg import gmres
+
+
+class LU(NamedTuple):
+    """LU factors of ``I - c J`` (``jax.scipy.linalg.lu_factor``)."""
+
+    lu: jax.Array
+    piv: jax.Array
+
+
+def require_real(y, solver) -> None:
+    """Refuse a complex state at trace time: the Newton and Rosenbrock matrices need a real ``df/dy``."""
+    if jnp.iscomplexobj(y):
+        raise TypeError(
+            f"`{solver!r}` needs a real state (its Jacobian df/dy must be real); got {y.dtype}. Integrate the "
+            f"real and imaginary parts as separate real components, e.g. `y = jnp.concatenate([z.real, "
+            f"z.imag])`, or use an explicit solver such as `sciml.solvers.Tsit5()`.")
+
+
+def jacobian(f, t, y) -> jax.Array:
+    """``df/dy`` at ``(t, y)``, shape ``(n, n)``, in the state's dtype (forward mode)."""
+    return jax.jacfwd(lambda v: f(t, v))(y)
+
+
+def time_derivative(f, t, y) -> jax.Array:
+    """``df/dt`` at ``(t, y)`` (one Jacobian-vector product; zeros, at no cost, when ``f`` ignores ``t``)."""
+    return jax.jvp(lambda s: f(s, y), (t,), (jnp.ones_like(t),))[1].astype(y.dtype)
+
+
+def factor(J, c) -> LU:
+    """Factor ``I - c J``."""
+    n = J.shape[0]
+    return LU(*lu_factor(jnp.eye(n, dtype=J.dtype) - c.astype(J.dtype) * J))
+
+
+def solve(lu: LU, b) -> jax.Array:
+    """``(I - c J)^{-1} b`` from the factors."""
+    return lu_solve((lu.lu, lu.piv), b)
+
+
+def empty_lu(n: int, dtype) -> LU:
+    """Placeholder factors (the identity) for a state whose factorisation is not computed yet."""
+    return LU(jnp.eye(n, dtype=dtype), jnp.arange(n, dtype=jnp.int32))
+
+
+def dense_tangent_solve(g, b):
+    """Solve ``g(x) = b`` for a linear ``g`` by materialising its matrix (``jax.lax.custom_root``'s
+    ``tangent_solve`` for the dense path; runs only when a solve is differentiated)."""
+    return jnp.linalg.solve(jax.jacfwd(g)(jnp.zeros_like(b)), b)
+
+
+def gmres_solve(matvec, b, tol: float, restart: int, maxiter: int):
+    """Solve ``matvec(x) = b`` by restarted GMRES (relative residual ``tol``); ``x0 = b``, the solution
+    of ``I - c J`` for ``c -> 0``."""
+    x, _ = gmres(matvec, b, x0=b, tol=tol, atol=0.0, restart=restart, maxiter=maxiter, solve_method="batched")
+    return x
