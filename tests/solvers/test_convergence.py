@@ -3,6 +3,9 @@
 The slope of log(error) against log(dt) over three halvings of dt, on a problem with an exact
 solution, must be within 0.2 of the method's order. Step counts keep each method inside its
 asymptotic range and above round-off (5th-order methods reach it late; 8th-order ones leave it early).
+
+The stiff methods (``S.STIFF``) are measured on a mildly stiff problem in ``test_stiff_convergence.py``,
+where their stability matters; BDF changes its order as it goes, so it has no single order to fit.
 """
 
 import jax
@@ -34,11 +37,11 @@ PROBLEMS = {
 }
 
 
-def test_every_registered_method_has_a_convergence_case():
-    assert set(CASES) == set(S.ALL)
+def test_every_explicit_method_has_a_convergence_case():
+    assert set(CASES) == set(S.EXPLICIT)
 
 
-@pytest.mark.parametrize("method", S.ALL, ids=lambda m: m.__name__)
+@pytest.mark.parametrize("method", S.EXPLICIT, ids=lambda m: m.__name__)
 def test_measured_order_matches_theory(method):
     problem, t1, n0 = CASES[method]
     f, y0, args, exact = PROBLEMS[problem]
