@@ -75,61 +75,45 @@ class SavePoints:
         idx = sum(jnp.sum(t[: self.chunk] <= t0) for t in self.times).astype(jnp.int32)
         return SaveState(tuple(values), idx, self._time_at(idx))
 
-    def _time_at(self, idx):
-        if self.n_chunks == 1:
-            return self.times[0][jnp.minimum(idx, self.chunk + WINDOW - 1)]
+    def _chunk_of(self, idx):
         j = jnp.minimum(idx // self.chunk, self.n_chunks - 1)
-        branches = [lambda i, j=j, t=t: t[i - j * self.chunk] for j, t in enumerate(self.times)]
-        return lax.switch(j, branches, idx)
+        return j, idx - j * self.chunk
+
+    def _read(self, idx, size: int):
+        """``size`` save times from point ``idx`` on (they never leave its chunk's padded times)."""
+        j, local = self._chunk_of(idx)
+        if self.n_chunks == 1:
+            return lax.dynamic_slice(self.times[0], (local,), (size,))
+        return lax.switch(j, [lambda i, t=t: lax.dynamic_slice(t, (i,), (size,)) for t in self.times], local)
+
+    def _time_at(self, idx):
+        return self._read(idx, 1)[0]
 
     def pending(self, state: SaveState, t_end) -> jax.Array:
         return state.next_t <= t_end
 
     def write(self, state: SaveState, step: StepPoly) -> SaveState:
-        """Write every save point in ``(step.t, step.t_end]``; call only when one is pending."""
+        """Write every save point in ``(step.t, step.t_end]``, a window at a time; call only when one
+        is pending (the first window always runs)."""
 
-        def chunk_pass(j):
-            times, limit = self.times[j], self.chunk
-
-            def run(values, idx):
-                buf = values[j]
-
-                def window(c):
-                    buf, i = c
-                    local = i - j * self.chunk
-                    tw = lax.dynamic_slice(times, (local,), (WINDOW,))
-                    take = (tw <= step.t_end) & (local + jnp.arange(WINDOW) < limit)
-                    # Rows past those taken are scratch: rewritten later or masked at the end.
-                    buf = lax.dynamic_update_slice(buf, step.values_at(tw), (local, jnp.zeros((), local.dtype)))
-                    return buf, i + jnp.sum(take).astype(jnp.int32)
-
-                def more(c):
-                    local = c[1] - j * self.chunk
-                    return (local < limit) & (times[jnp.minimum(local, limit)] <= step.t_end)
-
-                buf, idx = window((buf, idx))
-                buf, idx = lax.cond(more((buf, idx)), lambda: lax.while_loop(more, window, (buf, idx)),
-                                    lambda: (buf, idx))
-                local = idx - j * self.chunk
-                next_t = times[jnp.minimum(local, limit + WINDOW - 1)]
-                return values[:j] + (buf,) + values[j + 1:], idx, next_t
-
-            return run
-
-        branches = [chunk_pass(j) for j in range(self.n_chunks)]
-
-        def one_chunk(c):
+        def window(c):
             values, idx, _ = c
-            j = jnp.minimum(idx // self.chunk, self.n_chunks - 1)
+            j, local = self._chunk_of(idx)
+            times = self._read(idx, WINDOW + 1)
+            take = (times[:WINDOW] <= step.t_end) & (local + jnp.arange(WINDOW) < self.chunk)
+            rows = step.values_at(times[:WINDOW])
+            zero = jnp.zeros((), local.dtype)
+            # Rows past those taken are scratch: rewritten later or masked at the end.
             if self.n_chunks == 1:
-                return branches[0](values, idx)
-            return lax.switch(j, branches, values, idx)
+                values = (lax.dynamic_update_slice(values[0], rows, (local, zero)),)
+            else:
+                values = lax.switch(j, [lambda v, k=k: v[:k] + (lax.dynamic_update_slice(v[k], rows, (local, zero)),)
+                                        + v[k + 1:] for k in range(self.n_chunks)], values)
+            taken = jnp.sum(take).astype(jnp.int32)
+            return values, idx + taken, times[taken]
 
-        # A step's points may span chunks: one pass per chunk touched.
-        c = one_chunk((state.values, state.idx, state.next_t))
-        if self.n_chunks > 1:
-            c = lax.while_loop(lambda c: c[2] <= step.t_end, one_chunk, c)
-        return SaveState(*c)
+        c = window((state.values, state.idx, state.next_t))
+        return SaveState(*lax.while_loop(lambda c: c[2] <= step.t_end, window, c))
 
     def finish(self, state: SaveState) -> jax.Array:
         """The ``(m, n)`` saved values, NaN at points never reached."""
