@@ -118,12 +118,12 @@ def solve_ivp(fun: Callable, t_span, y0, method: str = "Tsit5", t_eval=None, den
     # jax.jit caches per shape and dtype; this cache is per function and static option.
     compiled = _compiled(fun, solver, mode, tuple(_event_key(e) for e in events), max_steps, max_events,
                          bool(np.isfinite(max_step)), first_step is None)
-    out = compiled(jnp.asarray(y0), jnp.asarray(t0, jnp.float64), jnp.asarray(t1, jnp.float64),
-                   None if t_eval is None else jnp.asarray(t_eval), args, jnp.asarray(rtol, jnp.float64),
-                   jnp.asarray(atol, jnp.float64),
-                   jnp.asarray(max_step if np.isfinite(max_step) else 0.0, jnp.float64),
-                   jnp.asarray(0.0 if first_step is None else first_step, jnp.float64))
-    return _result(out, mode, t0, t1, t_eval, len(events), max_steps, max_events)
+    # numpy straight into the compiled program (one host-to-device hop); float64 scalars so that a
+    # Python float and a numpy scalar select the same program.
+    host, device = compiled(y0, np.float64(t0), np.float64(t1), t_eval, args, np.float64(rtol),
+                            np.float64(atol), np.float64(max_step if np.isfinite(max_step) else 0.0),
+                            np.float64(0.0 if first_step is None else first_step))
+    return _result(jax.device_get(host), device, mode, t0, t1, t_eval, len(events), max_steps, max_events)
 
 
 def _check_inputs(t0, t1, y0, t_eval, rtol, atol, max_step, first_step):
@@ -189,48 +189,57 @@ def _compiled(fun, solver, mode, events, max_steps, max_events, has_max_step, au
                     dt0=None if auto_first_step else first_step, max_steps=max_steps, throw=False,
                     events=sciml_events or None, max_step=max_step if has_max_step else None,
                     event_records=max_events)
-        extra = None
+        ys = sol.ys
         if mode == "ts+dense":
             # Times past where the solve stopped (an event or a failure) were not reached: NaN, as in
             # the "ts" mode, never an extrapolation of the last step.
             reached = (t_eval - sol.t_final) * jnp.sign(t1 - t0) <= 0
-            extra = jnp.where(reached[:, None], sol.evaluate(t_eval), jnp.nan)
-        return sol, extra
+            ys = jnp.where(reached[:, None], sol.evaluate(t_eval), jnp.nan)
+        # Only what the result needs crosses to the host, in few transfers: the scalars travel as one
+        # float64 vector (counts and codes are exact in float64).
+        scalars = [sol.status, sol.t_final, sol._last_dt, sol._n_steps, sol.stats["nfev"],
+                   sol.stats.get("njev", 0), sol.stats.get("nlu", 0)]
+        host = {"ys": ys, "scalars": jnp.stack([jnp.asarray(x, jnp.float64) for x in scalars])}
+        if saveat_mode != "ts":
+            host["ts"] = sol.ts
+        if sciml_events:
+            host.update(event_ts=sol.event_ts, event_ys=sol.event_ys, event_count=sol.event_count)
+        return host, (sol if saveat_mode == "dense" else None)
 
     return jax.jit(run)
 
 
-def _result(out, mode, t0, t1, t_eval, n_events, max_steps, max_events) -> OdeResult:
-    sol, extra = out
-    status = int(sol.status)
-    ts = np.asarray(sol.ts) if t_eval is None else t_eval
-    ys = np.asarray(sol.ys if extra is None else extra)
+def _result(out, sol, mode, t0, t1, t_eval, n_events, max_steps, max_events) -> OdeResult:
+    """Build scipy's result from the host copies ``out`` (and the device solution ``sol`` for
+    ``dense_output``)."""
+    status, t_final, last_dt, n_steps, nfev, njev, nlu = out["scalars"]
+    status = int(status)
+    ts = out["ts"] if t_eval is None else t_eval
+    ys = out["ys"]
     if mode in ("steps", "dense"):
-        n = int(sol._n_steps)
+        n = int(n_steps)
         ts, ys = ts[: n + 1], ys[: n + 1]
     elif status != Status.SUCCESS:
         reached = ~np.isnan(ys).any(axis=1)
         ts, ys = ts[reached], ys[reached]
-    result = OdeResult(t=ts, y=ys.T, sol=None, t_events=None, y_events=None,
-                       nfev=int(sol.stats["nfev"]), njev=int(sol.stats.get("njev", 0)),
-                       nlu=int(sol.stats.get("nlu", 0)))
-    if mode in ("dense", "ts+dense"):
+    result = OdeResult(t=ts, y=ys.T, sol=None, t_events=None, y_events=None, nfev=int(nfev),
+                       njev=int(njev), nlu=int(nlu))
+    if sol is not None:
         result["sol"] = DenseSolution(jax.jit(sol.evaluate), min(t0, t1), max(t0, t1))
     if n_events:
-        counts = np.asarray(sol.event_count)
+        counts = out["event_count"]
         if np.any(counts > max_events):
             i = int(np.flatnonzero(counts > max_events)[0])
             raise ValueError(f"event {i} crossed zero {counts[i]} times, more than the {max_events} "
                              f"recorded; pass `max_events=` larger to `solve_ivp`.")
-        ets, eys = np.asarray(sol.event_ts), np.asarray(sol.event_ys)
-        result["t_events"] = [ets[i, : counts[i]] for i in range(n_events)]
-        result["y_events"] = [eys[i, : counts[i]] for i in range(n_events)]
+        result["t_events"] = [out["event_ts"][i, : counts[i]] for i in range(n_events)]
+        result["y_events"] = [out["event_ys"][i, : counts[i]] for i in range(n_events)]
     if status == Status.SUCCESS:
         result.update(status=0, message="The solver successfully reached the end of the integration interval.",
                       success=True)
     elif status == Status.EVENT:
         result.update(status=1, message="A termination event occurred.", success=True)
     else:
-        msg = describe(status, float(sol.t_final), float(abs(sol._last_dt)), max_steps)
+        msg = describe(status, float(t_final), float(abs(last_dt)), max_steps)
         result.update(status=-1, message=msg[0].upper() + msg[1:], success=False)
     return result
