@@ -1,6 +1,6 @@
 """Ensembles: one ODE, many trajectories, on JAX (sharded over devices), C (CPU cores) or CUDA (CuPy).
 
-See :func:`solve_ensemble` and docs/ensembles.md.
+`solve_ensemble` is also `sciml.solve_ensemble`; the guide is the "Ensembles" page of the docs.
 """
 
 from sciml.ensemble._errors import BackendUnavailableError, CompileError, CompilerNotFoundError

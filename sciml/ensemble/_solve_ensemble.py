@@ -35,7 +35,8 @@ def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes
         solver: a solver from ``sciml.solvers`` (default ``Tsit5()``). The kernel backends run the
             explicit Runge-Kutta methods.
         saveat: ``None`` (final states) or an array of times inside ``t_span`` shared by all.
-        rtol, atol: tolerances, scalars or pytrees like one ``y0``.
+        rtol: relative tolerance, a scalar or a pytree like one ``y0``.
+        atol: absolute tolerance, likewise.
         dt0: first step (``None``: Hairer's automatic guess, per trajectory); required with
             ``adaptive=False``.
         max_steps: bound on step attempts per trajectory (``Status.MAX_STEPS`` past it).
