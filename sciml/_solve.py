@@ -16,7 +16,7 @@ from sciml.solvers._control import PIController
 from sciml.solvers._events import Event, EventSet, event_value
 from sciml.solvers._loop import LoopConfig
 from sciml.solvers._solution import Solution, unflatten_batched
-from sciml.solvers._status import raise_on_failure
+from sciml.solvers._status import Status, failed, raise_on_failure
 
 _SAVEAT_MODES = ("dense", "steps")
 
@@ -24,7 +24,7 @@ _SAVEAT_MODES = ("dense", "steps")
 def solve(f: Callable, y0: Any, t_span, args: Any = None, solver=None, saveat=None,
           rtol=1e-6, atol=1e-6, dt0=None, max_steps: int = 100_000, adjoint=None,
           events: Sequence[Event] | None = None, throw: bool = True, adaptive: bool = True,
-          max_step=None, event_records: int = 1) -> Solution:
+          max_step=None, event_records: int = 1, jac: Callable | None = None) -> Solution:
     """Solve the ODE ``dy/dt = f(t, y, args)`` from ``t_span[0]`` to ``t_span[1]``.
 
     Args:
@@ -48,6 +48,9 @@ def solve(f: Callable, y0: Any, t_span, args: Any = None, solver=None, saveat=No
         adaptive: ``False`` takes fixed steps of ``dt0``.
         max_step: largest step allowed.
         event_records: how many crossings of each event to record in ``sol.event_ts``.
+        jac: ``jac(t, y, args) -> (n, n)``, the Jacobian ``df/dy`` for a 1-D state ``y0`` of length
+            ``n``, used by the stiff solvers in place of forward-mode autodiff of ``f`` (and by
+            gradients through them, so it must be written with ``jax.numpy``).
 
     Returns:
         A :class:`Solution`: ``ts``, ``ys``, ``status``, ``stats``, ``evaluate`` and event fields.
@@ -69,17 +72,19 @@ def solve(f: Callable, y0: Any, t_span, args: Any = None, solver=None, saveat=No
     solver = Tsit5() if solver is None else solver
     adjoint = Auto() if adjoint is None else adjoint
     _check_arguments(f, y0, t_span, args, saveat, solver, max_steps, adaptive, dt0, events)
+    _check_jac(jac, y0, solver)
     mode, ts = _saveat_mode(saveat)
     _check_concrete_values(t_span[0], t_span[1], y0, ts, rtol, atol)
     static = _Static(f=f, solver=solver, adjoint=adjoint, mode=mode, max_steps=int(max_steps),
                      adaptive=bool(adaptive), events=tuple(events) if events else None,
                      max_step=None if max_step is None else float(max_step),
-                     event_records=int(event_records), auto_dt0=dt0 is None)
+                     event_records=int(event_records), auto_dt0=dt0 is None, jac=jac)
     dynamic_args, static_args = _partition(args)
     run = _compiled(static, static_args)
     sol = run(y0, t_span[0], t_span[1], dynamic_args, ts, rtol, atol, dt0)
     if mode in _SAVEAT_MODES:
         sol = _trim_if_concrete(sol)
+    sol = _diagnose_stiffness(sol, static, static_args, y0, t_span, dynamic_args, rtol, atol)
     return _throw(sol) if throw else sol
 
 
@@ -97,6 +102,7 @@ class _Static:
     max_step: float | None
     event_records: int
     auto_dt0: bool
+    jac: Callable | None = None
 
 
 def _partition(args):
@@ -121,12 +127,19 @@ def _compiled_cached(static, static_args):
     return _make_run(static, static_args)
 
 
-def _make_run(static: _Static, static_args):
+def _rebuilder(static_args):
+    """``rebuild(dynamic_args)``: the user's ``args`` with the static leaves put back."""
     treedef, is_dynamic, static_leaves = static_args
 
     def rebuild(dynamic_args):
         it_d, it_s = iter(dynamic_args), iter(static_leaves)
         return jax.tree_util.tree_unflatten(treedef, [next(it_d) if d else next(it_s) for d in is_dynamic])
+
+    return rebuild
+
+
+def _make_run(static: _Static, static_args):
+    rebuild = _rebuilder(static_args)
 
     def run(y0, t0, t1, dynamic_args, ts, rtol, atol, dt0):
         problem = _prepare(static, rebuild, y0, t0, t1, dynamic_args, ts, rtol, atol, dt0)
@@ -236,6 +249,9 @@ def _prepare(static: _Static, rebuild, y0, t0_in, t1_in, dynamic_args, ts_user, 
         flat, _ = flatten(f(s * direction, unflatten(y), a))
         return direction.astype(real_dtype) * flat.astype(state_dtype)
 
+    if static.jac is not None:
+        f_forward = _with_user_jacobian(static.jac, rebuild, f_forward, direction, unflatten, t0, y0_flat, args)
+
     ev_set = None
     if static.events:
         conds = tuple(e.cond for e in static.events)
@@ -256,6 +272,70 @@ def _prepare(static: _Static, rebuild, y0, t0_in, t1_in, dynamic_args, ts_user, 
                     s_ts=s_ts, rtol=rtol_flat, atol=atol_flat, dt0=dt0_s, mode=static.mode,
                     ts_user=ts_user, direction=direction, unflatten=unflatten, time_dtype=time_dtype,
                     solver=static.solver, max_steps=static.max_steps)
+
+
+def _check_jac(jac, y0, solver):
+    if jac is None:
+        return
+    if not callable(jac):
+        raise TypeError(f"`jac` must be a callable jac(t, y, args) returning the (n, n) Jacobian df/dy; got "
+                        f"{type(jac).__name__}.")
+    if not getattr(solver, "stiff", False):
+        raise ValueError(f"`jac=` is used by the stiff solvers (Rodas5P, Rosenbrock23, Kvaerno5, BDF); `{solver!r}` "
+                         f"never forms a Jacobian. Drop `jac=`, or pass e.g. `solver=sciml.solvers.Rodas5P()`.")
+    if not isinstance(y0, (jax.Array, np.ndarray)) or jnp.ndim(y0) != 1:
+        got = (f"shape {tuple(jnp.shape(y0))}" if isinstance(y0, (jax.Array, np.ndarray))
+               else f"a {type(y0).__name__} of {len(jax.tree_util.tree_leaves(y0))} arrays")
+        raise ValueError(f"`jac=` needs `y0` to be one 1-D array (then df/dy is an (n, n) matrix); got {got}. "
+                         f"Flatten the state into one vector, or leave out `jac` (sciml then uses `jax.jacfwd`).")
+
+
+def _with_user_jacobian(jac, rebuild, f_forward, direction, unflatten, t0, y0_flat, args):
+    """``f_forward`` differentiated in ``y`` by the user's ``jac`` (forward time, flat state)."""
+    from sciml.solvers._linsolve import attach_jacobian
+
+    n, dtype = y0_flat.shape[0], y0_flat.dtype
+
+    def jac_forward(s, y, a):
+        return direction.astype(dtype) * jnp.asarray(jac(s * direction, unflatten(y), rebuild(a)))
+
+    probe = jac_forward(t0 * direction, y0_flat, args)
+    if probe.shape != (n, n):
+        raise ValueError(f"`jac(t, y, args)` must return the ({n}, {n}) Jacobian df/dy for a state of length {n}; "
+                         f"got shape {probe.shape}.")
+    if jnp.result_type(probe.dtype, dtype) != dtype:
+        raise TypeError(f"`jac(t, y, args)` returns {probe.dtype.name} for a {dtype.name} state; make it keep the "
+                        f"state's dtype.")
+    return attach_jacobian(f_forward, lambda s, y, a: jac_forward(s, y, a).astype(dtype))
+
+
+def _diagnose_stiffness(sol, static, static_args, y0, t_span, dynamic_args, rtol, atol):
+    """On a concrete failure of an explicit solver at max_steps or dt underflow, check whether the problem
+    is stiff there (``_stiffness.py``) so that the message can say so. Costs nothing on success."""
+    status = _concrete(sol.status)
+    if (status is None or np.ndim(status) or not failed(status) or getattr(static.solver, "stiff", False)
+            or int(status) not in (Status.MAX_STEPS, Status.DT_UNDERFLOW)):
+        return sol
+    try:
+        probe = _stiffness_probe(static, static_args)
+    except TypeError:  # an unhashable option (as in `_compiled`): build it for this call only
+        probe = _stiffness_probe.__wrapped__(static, static_args)
+    stiff = probe(y0, t_span[0], t_span[1], dynamic_args, rtol, atol, sol.t_final, sol.y_final, sol._last_dt)
+    return _replace(sol, _looks_stiff=bool(stiff))
+
+
+@functools.lru_cache(maxsize=32)
+def _stiffness_probe(static: _Static, static_args):
+    from sciml.solvers._stiffness import looks_stiff, stability_bound
+
+    rebuild, bound = _rebuilder(static_args), stability_bound(static.solver)
+
+    def probe(y0, t0, t1, dynamic_args, rtol, atol, t_final, y_final, dt):
+        p = _prepare(static, rebuild, y0, t0, t1, dynamic_args, None, rtol, atol, None)
+        y = flatten(y_final)[0].astype(p.y0.dtype)
+        return looks_stiff(lambda s, v: p.f(s, v, p.args), t_final * p.direction, y, dt, p.rtol, p.atol, bound)
+
+    return jax.jit(probe)
 
 
 def _probe_f(f, t, y, args):

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.linalg import lu_factor, lu_solve
 from jax.scipy.sparse.linalg import gmres
 
@@ -71,3 +72,44 @@ def gmres_solve(matvec, b, tol: float, restart: int, maxiter: int):
     of ``I - c J`` for ``c -> 0``."""
     x, _ = gmres(matvec, b, x0=b, tol=tol, atol=0.0, restart=restart, maxiter=maxiter, solve_method="batched")
     return x
+
+
+def attach_jacobian(f, jac):
+    """``f(s, y, args)`` whose derivative in ``y`` is ``jac(s, y, args) @ dy``.
+
+    A ``jax.custom_jvp``, so every place that differentiates ``f`` in ``y`` (the stiff solvers'
+    ``jax.jacfwd``, and gradients through a solve) uses the given Jacobian; derivatives in ``s`` and
+    ``args`` still come from autodiff of ``f``. ``jac`` must be differentiable by JAX for gradients
+    through solvers that differentiate ``J`` (Rosenbrock).
+    """
+
+    @jax.custom_jvp
+    def g(s, y, args):
+        return f(s, y, args)
+
+    def rule(primals, tangents):
+        s, y, args = primals
+        ds, dy, dargs = tangents
+        out = f(s, y, args)
+        tangent = jnp.zeros_like(out)
+        if not _is_zero(dy):
+            tangent = tangent + jac(s, y, args) @ dy
+        rest = [ds] + jax.tree_util.tree_leaves(dargs, is_leaf=_is_zero)
+        if not all(_is_zero(t) for t in rest):
+            fill = lambda t, p: _zero_tangent(p) if _is_zero(t) else t  # noqa: E731
+            ds, dargs = fill(ds, s), jax.tree_util.tree_map(fill, dargs, args, is_leaf=_is_zero)
+            tangent = tangent + jax.jvp(lambda s_, a_: f(s_, y, a_), (s, args), (ds, dargs))[1]
+        return out, tangent
+
+    g.defjvp(rule, symbolic_zeros=True)
+    return g
+
+
+def _is_zero(t) -> bool:
+    return isinstance(t, jax.custom_derivatives.SymbolicZero)
+
+
+def _zero_tangent(p):
+    if jnp.issubdtype(jnp.result_type(p), jnp.inexact):
+        return jnp.zeros_like(p)
+    return np.zeros(jnp.shape(p), jax.dtypes.float0)

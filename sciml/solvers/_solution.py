@@ -55,6 +55,8 @@ class Solution:
     _unflatten: Callable = dataclasses.field(metadata=dict(static=True), default=None)
     _max_steps: int = dataclasses.field(metadata=dict(static=True), default=0)
     _solver_stiff: bool = dataclasses.field(metadata=dict(static=True), default=False)
+    # Set by `sciml.solve` outside jit when an explicit solve failed where the problem is stiff.
+    _looks_stiff: bool = dataclasses.field(metadata=dict(static=True), default=False)
 
     # -- status -------------------------------------------------------------------------------
     @property
@@ -69,7 +71,7 @@ class Solution:
         dt = np.broadcast_to(np.abs(np.asarray(self._last_dt, dtype=np.float64)), status.shape)
         time_dtype = str(np.asarray(self.t_final).dtype)
         msgs = [describe(int(s), float(ti), float(di), self._max_steps, time_dtype=time_dtype,
-                         solver_stiff=self._solver_stiff)
+                         solver_stiff=self._solver_stiff, looks_stiff=self._looks_stiff)
                 for s, ti, di in zip(status.ravel(), t.ravel(), dt.ravel())]
         msgs = [m[0].upper() + m[1:] for m in msgs]
         return msgs[0] if status.ndim == 0 else msgs

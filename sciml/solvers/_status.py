@@ -37,6 +37,7 @@ def describe(status: int, t: float, dt: float, max_steps: int, looks_stiff: bool
     """The user-facing message for one trajectory's status code.
 
     ``solver_stiff``: the solve already used a stiff solver, so the message does not suggest one.
+    ``looks_stiff``: an explicit solve stopped where the problem is stiff (``_stiffness.py``).
     """
     status = Status(int(status))
     if status is Status.SUCCESS:
@@ -62,6 +63,9 @@ def describe(status: int, t: float, dt: float, max_steps: int, looks_stiff: bool
             return (f"the step size underflowed at t={t:.6g} (dt={dt:.3g} no longer changes t). The solution "
                     f"may blow up (a singularity) near this time, or `f` is discontinuous there: check the "
                     f"vector field, or stop before this time with an `Event`.{hint}")
+        if looks_stiff:
+            return (f"the step size underflowed at t={t:.6g} (dt={dt:.3g} no longer changes t). The problem "
+                    f"looks stiff: {_STIFF_HINT}.{hint}")
         return (f"the step size underflowed at t={t:.6g} (dt={dt:.3g} no longer changes t). The solution "
                 f"may blow up (a singularity) near this time, or the problem is very stiff: "
                 f"{_STIFF_HINT}, or check the vector field.{hint}")
