@@ -37,7 +37,8 @@ def solve(f: Callable, y0: Any, t_span, args: Any = None, solver=None, saveat=No
         saveat: ``None`` (final state only), an array of times inside ``t_span`` (sorted in the
             direction of integration), ``"steps"`` (every accepted step) or ``"dense"`` (every step
             plus the continuous extension, read with ``sol.evaluate(t)``).
-        rtol, atol: tolerances, scalars or pytrees like ``y0``.
+        rtol: relative tolerance, a scalar or a pytree like ``y0``.
+        atol: absolute tolerance, a scalar or a pytree like ``y0``.
         dt0: initial step; ``None`` picks it automatically (Hairer's algorithm). Required with
             ``adaptive=False``.
         max_steps: bound on step attempts; hitting it is a failure (``Status.MAX_STEPS``).

@@ -71,8 +71,10 @@ def solve_ivp(fun: Callable, t_span, y0, method: str = "Tsit5", t_eval=None, den
         events: scipy-style event functions ``event(t, y, *args)`` with optional ``terminal`` and
             ``direction`` attributes.
         args: extra arguments passed to ``fun`` (and events); traced, so new values don't recompile.
-        rtol, atol: tolerances (scipy's defaults differ: rtol=1e-3).
-        max_step, first_step: as in scipy.
+        rtol: relative tolerance (scipy's default is 1e-3; ours 1e-6).
+        atol: absolute tolerance.
+        max_step: largest step allowed, as in scipy.
+        first_step: initial step, as in scipy (default: chosen automatically).
         options: ``max_steps`` (default 100000), ``max_events`` (crossings recorded per event, 64).
 
     Returns:
