@@ -16,6 +16,8 @@ becomes float32 C with ``expf``, ``sinf``, ... A primitive without a rule raises
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from jax.extend import core as jcore
 
@@ -123,8 +125,23 @@ class Translator:
         for var, exprs in zip(jaxpr.invars, inputs):
             exprs = np.asarray(exprs, dtype=object).reshape(var.aval.shape)
             args.append(_Value(exprs, var.aval.dtype))
+        start = len(self.lines)
         outs = self._run(jaxpr, closed_jaxpr.consts, args)
+        self.lines[start:] = self._live(self.lines[start:], outs)
         return [out.exprs for out in outs]
+
+    def _live(self, lines: list[str], outs: list[_Value]) -> list[str]:
+        """The statements the outputs depend on (a jaxpr may compute values it does not return, e.g.
+        the primal inside ``jax.jacfwd``), so the C has no dead temporaries."""
+        name = re.compile(rf"\b{self.prefix}\d+\b")
+        used = {n for out in outs for e in out.exprs.ravel() for n in name.findall(e)}
+        kept = []
+        for line in reversed(lines):
+            target, expr = line.split(" = ", 1)
+            if target.rsplit(" ", 1)[1] in used:
+                used.update(name.findall(expr))
+                kept.append(line)
+        return kept[::-1]
 
     # ------------------------------------------------------------------------------------------
     def _run(self, jaxpr, consts, args: list[_Value]) -> list[_Value]:
