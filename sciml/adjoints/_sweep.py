@@ -87,8 +87,8 @@ def reverse_sweep(cfg, g, rec: Record, lam, p_diff, p_join, s_ts, ct_ys, hi, ct_
             at_end = s_ts[j] == t_next
             theta = ((s_ts[j] - t_k) / dt).astype(y_ref.dtype)
             powers = theta ** jnp.arange(degree + 1).astype(y_ref.dtype)
-            cc = cc + jnp.where(at_end, 0, 1) * powers[:, None] * ct_ys[j][None, :]
-            return j - 1, lam_ + jnp.where(at_end, 1, 0) * ct_ys[j], cc
+            cc = cc + jnp.where(at_end, jnp.zeros_like(powers), powers)[:, None] * ct_ys[j][None, :]
+            return j - 1, lam_ + jnp.where(at_end, ct_ys[j], jnp.zeros_like(ct_ys[j])), cc
 
         return lax.while_loop(pending, take, (ptr, lam, coeffs))
 
