@@ -29,14 +29,14 @@ def lotka_volterra(t, y, p):
 
 
 LV_THETA = {"p": np.array([1.5, 1.0, 3.0, 1.0]), "y0": np.array([1.0, 1.0]), "t1": np.array(4.0)}
-_LV_W = np.random.default_rng(0).normal(size=(25, 2))
+LV_WEIGHTS = np.random.default_rng(0).normal(size=(25, 2))
 
 
 def lv_loss(theta, tol, adjoint):
     ts = theta["t1"] * jnp.linspace(0.0, 1.0, 25, dtype=theta["t1"].dtype)
     sol = sciml.solve(lotka_volterra, theta["y0"], (jnp.zeros_like(theta["t1"]), theta["t1"]), args=theta["p"],
                       saveat=ts, rtol=tol, atol=tol, adjoint=adjoint)
-    return jnp.sum(_LV_W.astype(sol.ys.dtype) * sol.ys) + 0.5 * jnp.sum(sol.ys ** 2) / 25
+    return jnp.sum(LV_WEIGHTS.astype(sol.ys.dtype) * sol.ys) + 0.5 * jnp.sum(sol.ys ** 2) / 25
 
 
 # -- a neural ODE: an MLP from sciml.layers as the vector field ------------------------------------
