@@ -1,14 +1,19 @@
-"""The kernel source: one C function solves one trajectory end to end; an entry point runs many.
+"""The kernel source: one C function solves a block of trajectories end to end; an entry point runs
+many blocks.
 
-The integration loop here is `sciml.solvers._loop.integrate` restated in C for one trajectory: the
-same first step (Hairer's guess), the same snapping of the last step onto ``t1``, PI controller,
-Hairer's error norm, dense output at save points and status codes, so a kernel solve agrees with
-`sciml.solve` to rounding. The method itself (`KernelMethod`: explicit RK, Rosenbrock) supplies the
-step, its error estimate and its dense output. State lives in small local arrays indexed by constants,
-which GPU compilers keep in registers.
+The integration loop here is `sciml.solvers._loop.integrate` restated in C per trajectory: the same
+first step (Hairer's guess), the same snapping of the last step onto ``t1``, PI controller, Hairer's
+error norm, dense output at save points and status codes, so a kernel solve agrees with `sciml.solve`
+to rounding. The method itself (`KernelMethod`: explicit RK, Rosenbrock) supplies the step, its error
+estimate and its dense output. State lives in small local arrays indexed by constants, which GPU
+compilers keep in registers.
 
-The same body compiles as C99 (``target="c"``: a loop over trajectories, OpenMP-parallel) and as CUDA
-(``target="cuda"``: one thread per trajectory); the two differ only in the prelude (qualifier macros,
+A block holds ``SCIML_LANES`` trajectories, every per-trajectory value an array over the lanes and
+every statement a loop over them: on the CPU (8 lanes) the compiler turns those loops into SIMD
+instructions, while each lane still does exactly the arithmetic of its own trajectory (a lane that
+has finished or been rejected is masked, never mixed with the others). On the GPU a block is one
+trajectory in one thread (1 lane). The same body compiles as C99 (``target="c"``: OpenMP over blocks)
+and as CUDA (``target="cuda"``); the two differ only in the prelude (lanes, qualifier macros,
 infinity/NaN) and the entry point.
 """
 
@@ -23,12 +28,18 @@ from sciml.ensemble._translate import Translator
 from sciml.solvers._control import PIController
 from sciml.solvers._status import Status
 
+#: trajectories per block on the CPU (a SIMD vector of float64 with AVX-512; two with AVX2)
+C_LANES = 8
 _QUALIFIERS = {
-    "c": "#define SCIML_FN static inline\n#define SCIML_RESTRICT restrict\n",
-    "cuda": "#define SCIML_FN __device__ static inline\n#define SCIML_RESTRICT __restrict__\n",
+    "c": (f"#define SCIML_LANES {C_LANES}\n#define SCIML_FN static inline\n#define SCIML_RESTRICT restrict\n"
+          "#define SCIML_SIMD _Pragma(\"omp simd\")\n"),
+    "cuda": ("#define SCIML_LANES 1\n#define SCIML_FN __device__ static inline\n"
+             "#define SCIML_RESTRICT __restrict__\n#define SCIML_SIMD\n"),
 }
-#: batched args up to this many elements are copied into the trajectory's registers
+#: batched args up to this many elements are copied into the block's local arrays
 _LOCAL_ARG_SIZE = 64
+#: a loop over the lanes of a block
+LANES = "SCIML_SIMD for (int l = 0; l < SCIML_LANES; ++l)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +78,12 @@ class Ctx:
         self.spec, self.n = spec, spec.n
         self.real, self.time = c_type(spec.state_dtype), c_type(spec.time_dtype)
 
+    def lanes(self, *body: str, simd: bool = True) -> list[str]:
+        """``body`` (statements using ``[l]``) for every lane of the block; ``simd=False`` for a body
+        that combines lanes (``any |= ...``), which a SIMD loop may not."""
+        head = LANES if simd else LANES.replace("SCIML_SIMD ", "")
+        return [head + " {"] + ["    " + line for line in body] + ["}"]
+
     def R(self, x) -> str:
         return literal(x, self.spec.state_dtype)
 
@@ -83,11 +100,12 @@ class Ctx:
 class KernelMethod:
     """What a method contributes to the kernel loop (see `_kernel_rk.py`, `_kernel_rosenbrock.py`).
 
-    Arrays in scope of ``step``: ``y`` (state), ``f0`` (f at ``(t, y)``), scalars ``t``, ``hs`` (the
-    step in the time type), ``h`` (the same in the state type). ``step`` must fill ``y1`` and, for
-    adaptive solves, set ``sciml_real err`` (``inf`` when not finite) and ``int ok``; ``f1_array``
-    names the array holding ``f(t_new, y1)`` afterwards if the method computes it (FSAL), else None.
-    ``dense`` fills ``dc[p][j]``, the polynomial in theta, given also ``f1``.
+    Every per-trajectory value is an array over the lanes: a state is ``x[n][SCIML_LANES]``, a scalar
+    ``x[SCIML_LANES]``. In scope of ``step``: ``y`` (state), ``f0`` (f at ``(t, y)``), ``t``, ``hs``
+    (the step in the time type), ``h`` (the same in the state type) and ``tn`` (scratch times for stage
+    evaluations). ``step`` must fill ``y1`` and, for adaptive solves, ``err`` (``inf`` when not
+    finite); ``f1_array`` names the array holding ``f(t_new, y1)`` afterwards if the method computes
+    it (FSAL), else None. ``dense`` fills ``dc[p][j][l]``, the polynomial in theta, given also ``f1``.
     """
 
     error_order: int | None
@@ -112,23 +130,28 @@ class KernelMethod:
         raise NotImplementedError
 
     def counters(self) -> list[str]:
-        """C expressions of the extra statistics named in ``stat_names`` (e.g. Jacobian count)."""
+        """C expressions (of lane ``l``) of the extra statistics named in ``stat_names``."""
         return []
 
 
-def combine(ctx: Ctx, dst: str, base: str | None, weights, ks, scale: str = "h") -> list[str]:
+def state(name: str, ctx: Ctx) -> str:
+    """The declaration of a state-sized array over the lanes."""
+    return f"sciml_real {name}[{ctx.n}][SCIML_LANES];"
+
+
+def combine(ctx: Ctx, dst: str, base: str | None, weights, ks, scale: str = "h[l]") -> list[str]:
     """``dst = base + scale * sum_i w_i ks_i`` elementwise, zero weights skipped, summed in the order of
-    `sciml.solvers._explicit_rk._combine` (``base=None``: no base)."""
+    `sciml.solvers._explicit_rk._combine` (``base=None``: no base; ``scale`` may use the lane ``l``)."""
     terms = [(float(w), k) for w, k in zip(weights, ks) if float(w) != 0.0]
     if not terms:
-        value = f"{base}[j]" if base is not None else ctx.R(0)
-        return [f"for (int j = 0; j < {ctx.n}; ++j) {dst}[j] = {value};"]
-    acc = f"{ctx.R(terms[0][0])} * {terms[0][1]}[j]"
-    for w, k in terms[1:]:  # left to right, parenthesised to pin the order
-        acc = f"({acc}) + {ctx.R(w)} * {k}[j]"
-    value = f"{scale} * ({acc})"
-    value = f"{base}[j] + {value}" if base is not None else value
-    return [f"for (int j = 0; j < {ctx.n}; ++j) {dst}[j] = {value};"]
+        value = f"{base}[j][l]" if base is not None else ctx.R(0)
+    else:
+        acc = f"{ctx.R(terms[0][0])} * {terms[0][1]}[j][l]"
+        for w, k in terms[1:]:  # left to right, parenthesised to pin the order
+            acc = f"({acc}) + {ctx.R(w)} * {k}[j][l]"
+        value = f"{scale} * ({acc})"
+        value = f"{base}[j][l] + {value}" if base is not None else value
+    return [f"for (int j = 0; j < {ctx.n}; ++j) {LANES} {dst}[j][l] = {value};"]
 
 
 def stat_names(method: KernelMethod) -> tuple[str, ...]:
@@ -160,7 +183,9 @@ def kernel_body(spec: KernelSpec, method: KernelMethod) -> str:
     parts = [f"typedef {ctx.real} sciml_real;", f"typedef {ctx.time} sciml_time;",
              "#define SCIML_MAX(a, b) ((a) != (a) || (a) > (b) ? (a) : (b))",
              "#define SCIML_MIN(a, b) ((a) != (a) || (a) < (b) ? (a) : (b))",
-             _args_struct(spec), _rhs(spec, ctx), _error_norm(ctx)]
+             _args_struct(spec), _rhs(spec, ctx)]
+    if spec.adaptive:
+        parts.append(_error_norm(ctx))
     if spec.auto_dt0:
         parts.append(_initial_step(ctx, method.error_order or method.order + 1))
     parts += method.helpers(ctx)
@@ -168,210 +193,270 @@ def kernel_body(spec: KernelSpec, method: KernelMethod) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _local(a: ArgSpec) -> bool:
+    return a.batched and a.size <= _LOCAL_ARG_SIZE
+
+
 def _args_struct(spec: KernelSpec) -> str:
+    """Per-block arguments: small batched leaves copied per lane, others by pointer (per lane if batched)."""
     fields = []
     for k, a in enumerate(spec.args):
-        local = a.batched and a.size <= _LOCAL_ARG_SIZE
-        fields.append(f"    {c_type(a.dtype)} a{k}[{max(a.size, 1)}];" if local
-                      else f"    const {c_type(a.dtype)}* a{k};")
+        t = c_type(a.dtype)
+        if _local(a):
+            fields.append(f"    {t} a{k}[{max(a.size, 1)}][SCIML_LANES];")
+        else:
+            fields.append(f"    const {t}* a{k}[SCIML_LANES];" if a.batched else f"    const {t}* a{k};")
     fields = fields or ["    int unused;"]
     return "typedef struct {\n" + "\n".join(fields) + "\n} sciml_args;\n"
 
 
+def arg_inputs(spec: KernelSpec) -> list[np.ndarray]:
+    """The C expressions of every element of every args leaf, for lane ``l``, as the translator takes them."""
+    out = []
+    for k, a in enumerate(spec.args):
+        form = "p->a{k}[{j}][l]" if _local(a) else ("p->a{k}[l][{j}]" if a.batched else "p->a{k}[{j}]")
+        out.append(np.array([form.format(k=k, j=j) for j in range(a.size)], dtype=object))
+    return out
+
+
+def lane_function(name: str, params: str, prologue: list[str], lines: list[str]) -> str:
+    """``SCIML_FN void name(params)`` running ``prologue`` + ``lines`` for every lane."""
+    body = [LANES + " {"] + ["    " + x for x in prologue + lines] + ["}"]
+    return "\n".join([f"SCIML_FN void {name}({params}) {{"] + ["    " + x for x in body] + ["}"]) + "\n"
+
+
 def _rhs(spec: KernelSpec, ctx: Ctx) -> str:
-    """``sciml_f(s, y, p, dir, dy)``: the translated vector field in forward time ``s = dir * t``."""
+    """``sciml_f(s, y, p, dir, dy)``: the translated vector field in forward time ``s = dir * t``, per lane."""
+    n = spec.n
     tr = Translator("v")
-    inputs = [np.array(["t"], dtype=object), np.array([f"y[{j}]" for j in range(spec.n)], dtype=object)]
-    inputs += [np.array([f"p->a{k}[{j}]" for j in range(a.size)], dtype=object) for k, a in enumerate(spec.args)]
-    (out,) = tr.translate(spec.rhs, inputs)
-    body = ["const sciml_time t = s * dir;", "(void)t;"] + tr.lines
-    body += [f"dy[{j}] = (sciml_real)dir * (sciml_real)({e});" for j, e in enumerate(out.ravel())]
-    lines = ["SCIML_FN void sciml_f(const sciml_time s, const sciml_real* SCIML_RESTRICT y, "
-             "const sciml_args* SCIML_RESTRICT p, const sciml_time dir, sciml_real* SCIML_RESTRICT dy) {"]
-    lines += ["    " + line for line in body] + ["}"]
-    return "\n".join(lines) + "\n"
+    inputs = [np.array(["t"], dtype=object), np.array([f"y[{j}][l]" for j in range(n)], dtype=object)]
+    (out,) = tr.translate(spec.rhs, inputs + arg_inputs(spec))
+    lines = tr.lines + [f"dy[{j}][l] = (sciml_real)dir * (sciml_real)({e});" for j, e in enumerate(out.ravel())]
+    params = (f"const sciml_time s[SCIML_LANES], const sciml_real y[{n}][SCIML_LANES], "
+              f"const sciml_args* SCIML_RESTRICT p, const sciml_time dir, sciml_real dy[{n}][SCIML_LANES]")
+    return lane_function("sciml_f", params, ["const sciml_time t = s[l] * dir;", "(void)t;"], lines)
 
 
 def _error_norm(ctx: Ctx) -> str:
-    """Hairer's mixed RMS norm, as `sciml.solvers._control.error_norm` (non-finite -> inf)."""
-    R, n = ctx.R, ctx.n
-    return f"""SCIML_FN sciml_real sciml_error_norm(const sciml_real* e, const sciml_real* y0, const sciml_real* y1,
-                                     const sciml_real* rtol, const sciml_real* atol) {{
-    sciml_real sum = {R(0)};
-    for (int j = 0; j < {n}; ++j) {{
-        const sciml_real ay1 = {ctx.rf('fabs')}(y1[j]);
-        const sciml_real scale = atol[j] + rtol[j] * SCIML_MAX({ctx.rf('fabs')}(y0[j]), ay1);
-        const sciml_real ae = {ctx.rf('fabs')}(e[j]);
-        const sciml_real ratio = scale > {R(0)} ? ae / scale : (ae == {R(0)} ? {R(0)} : (sciml_real)SCIML_INF);
-        sum = sum + (ratio * ratio + {R(0)} * ay1);
-    }}
-    const sciml_real norm = {ctx.rf('sqrt')}(sum / {R(n)});
-    return isfinite(norm) ? norm : (sciml_real)SCIML_INF;
-}}
-"""
+    """Hairer's mixed RMS norm, as `sciml.solvers._control.error_norm` (non-finite -> inf), per lane."""
+    R, n, fabs = ctx.R, ctx.n, ctx.rf("fabs")
+    params = (f"const sciml_real e[{n}][SCIML_LANES], const sciml_real y0[{n}][SCIML_LANES], "
+              f"const sciml_real y1[{n}][SCIML_LANES], const sciml_real* rtol, const sciml_real* atol, "
+              f"sciml_real norm[SCIML_LANES]")
+    return lane_function("sciml_error_norm", params, [], [
+        f"sciml_real sum = {R(0)};",
+        f"for (int j = 0; j < {n}; ++j) {{",
+        f"    const sciml_real ay1 = {fabs}(y1[j][l]);",
+        f"    const sciml_real scale = atol[j] + rtol[j] * SCIML_MAX({fabs}(y0[j][l]), ay1);",
+        f"    const sciml_real ae = {fabs}(e[j][l]);",
+        f"    const sciml_real ratio = scale > {R(0)} ? ae / scale : (ae == {R(0)} ? {R(0)} : (sciml_real)SCIML_INF);",
+        f"    sum = sum + (ratio * ratio + {R(0)} * ay1);",
+        "}",
+        f"const sciml_real value = {ctx.rf('sqrt')}(sum / {R(n)});",
+        "norm[l] = isfinite(value) ? value : (sciml_real)SCIML_INF;"])
 
 
 def _initial_step(ctx: Ctx, error_order: int) -> str:
     """Hairer's initial step, as `sciml.solvers._control.initial_step` (one evaluation of f)."""
     R, n, rf = ctx.R, ctx.n, ctx.rf
-    return f"""SCIML_FN sciml_real sciml_rms(const sciml_real* v, const sciml_real* scale) {{
-    sciml_real sum = {R(0)};
-    for (int j = 0; j < {n}; ++j) {{ const sciml_real r = {rf('fabs')}(v[j]) / scale[j]; sum = sum + r * r; }}
-    return {rf('sqrt')}(sum / {R(n)});
-}}
-SCIML_FN sciml_time sciml_initial_step(const sciml_time t0, const sciml_real* y0, const sciml_real* f0,
-                                       const sciml_args* p, const sciml_time dir,
-                                       const sciml_real* rtol, const sciml_real* atol) {{
-    sciml_real scale[{n}], y1[{n}], f1[{n}], df[{n}];
-    for (int j = 0; j < {n}; ++j) scale[j] = atol[j] + rtol[j] * {rf('fabs')}(y0[j]);
-    const sciml_real d0 = sciml_rms(y0, scale), d1 = sciml_rms(f0, scale);
-    const int tiny = (d0 < {R(1e-5)}) | (d1 < {R(1e-5)});
-    const sciml_real h0 = tiny ? {R(1e-6)} : {R(0.01)} * d0 / d1;
-    for (int j = 0; j < {n}; ++j) y1[j] = y0[j] + h0 * f0[j];
-    sciml_f(t0 + (sciml_time)h0, y1, p, dir, f1);
-    for (int j = 0; j < {n}; ++j) df[j] = f1[j] - f0[j];
-    const sciml_real d2 = sciml_rms(df, scale) / h0;
-    const sciml_real max_d = SCIML_MAX(d1, d2);
-    const sciml_real h1 = max_d <= {R(1e-15)} ? SCIML_MAX({R(1e-6)}, h0 * {R(1e-3)})
-                                           : {rf('pow')}({R(0.01)} / max_d, {R(1.0 / error_order)});
-    return (sciml_time)SCIML_MIN({R(100)} * h0, h1);
-}}
-"""
+
+    def rms(v):
+        return [f"sum = {R(0)};",
+                f"for (int j = 0; j < {n}; ++j) {{ const sciml_real r = {rf('fabs')}({v}) / scale[j][l]; "
+                f"sum = sum + r * r; }}"]
+
+    lines = [f"sciml_real scale[{n}][SCIML_LANES], y1[{n}][SCIML_LANES], f1[{n}][SCIML_LANES], "
+             f"h0[SCIML_LANES], d1[SCIML_LANES];", "sciml_time t1[SCIML_LANES];"]
+    lines += ctx.lanes(
+        "sciml_real sum;",
+        f"for (int j = 0; j < {n}; ++j) scale[j][l] = atol[j] + rtol[j] * {rf('fabs')}(y0[j][l]);",
+        *rms("y0[j][l]"), f"const sciml_real d0 = {rf('sqrt')}(sum / {R(n)});",
+        *rms("f0[j][l]"), f"d1[l] = {rf('sqrt')}(sum / {R(n)});",
+        f"const int tiny = (d0 < {R(1e-5)}) | (d1[l] < {R(1e-5)});",
+        f"h0[l] = tiny ? {R(1e-6)} : {R(0.01)} * d0 / d1[l];",
+        f"for (int j = 0; j < {n}; ++j) y1[j][l] = y0[j][l] + h0[l] * f0[j][l];",
+        "t1[l] = t0[l] + (sciml_time)h0[l];")
+    lines.append("sciml_f(t1, y1, p, dir, f1);")
+    lines += ctx.lanes(
+        "sciml_real sum;",
+        *rms("(f1[j][l] - f0[j][l])"),
+        f"const sciml_real d2 = {rf('sqrt')}(sum / {R(n)}) / h0[l];",
+        "const sciml_real max_d = SCIML_MAX(d1[l], d2);",
+        f"const sciml_real h1 = max_d <= {R(1e-15)} ? SCIML_MAX({R(1e-6)}, h0[l] * {R(1e-3)})",
+        f"                                        : {rf('pow')}({R(0.01)} / max_d, {R(1.0 / error_order)});",
+        f"dt[l] = (sciml_time)SCIML_MIN({R(100)} * h0[l], h1);")
+    params = (f"const sciml_time t0[SCIML_LANES], const sciml_real y0[{n}][SCIML_LANES], "
+              f"const sciml_real f0[{n}][SCIML_LANES], const sciml_args* p, const sciml_time dir, "
+              f"const sciml_real* rtol, const sciml_real* atol, sciml_time dt[SCIML_LANES]")
+    return "\n".join([f"SCIML_FN void sciml_initial_step({params}) {{"] + ["    " + x for x in lines] + ["}"]) + "\n"
 
 
-def _load_args(spec: KernelSpec) -> list[str]:
+def _load_args(spec: KernelSpec, ctx: Ctx) -> list[str]:
     lines = ["sciml_args P;"]
     for k, a in enumerate(spec.args):
-        offset = f"i * {a.size}" if a.batched else "0"
-        if a.batched and a.size <= _LOCAL_ARG_SIZE:
-            lines += [f"P.a{k}[{j}] = arg{k}[{offset} + {j}];" for j in range(a.size)]
+        if _local(a):
+            lines += ctx.lanes(f"for (int j = 0; j < {a.size}; ++j) P.a{k}[j][l] = arg{k}[idx[l] * {a.size} + j];")
+        elif a.batched:
+            lines += ctx.lanes(f"P.a{k}[l] = arg{k} + idx[l] * {a.size};")
         else:
-            lines.append(f"P.a{k} = arg{k} + {offset};")
+            lines.append(f"P.a{k} = arg{k};")
     return lines
 
 
+def _controller(ctx: Ctx, method: KernelMethod) -> list[str]:
+    """PI step-size control, as `sciml.solvers._control.PIController.adapt` (its default constants)."""
+    R, rf = ctx.R, ctx.rf
+    eo, pi = method.error_order, PIController()
+    return ctx.lanes(
+        f"accept[l] = err[l] <= {R(1)};",
+        f"const sciml_real safe_err = err[l] > {R(0)} ? err[l] : {R(1)};",
+        "sciml_real factor;",
+        "if (accept[l]) {  /* only the factor that is used is computed: pow is the costliest call here */",
+        f"    factor = err[l] > {R(0)} ? {R(pi.safety)} * {rf('pow')}(safe_err, {R(-(1.0 / eo - 0.75 * pi.beta))})"
+        f" * {rf('pow')}(err_prev[l], {R(pi.beta)}) : {R(pi.factormax)};",
+        f"    factor = SCIML_MIN(SCIML_MAX(factor, {R(pi.factormin)}), rejected[l] ? {R(1)} : {R(pi.factormax)});",
+        "} else {",
+        f"    factor = isfinite(err[l]) ? SCIML_MIN(SCIML_MAX({R(pi.safety)} * {rf('pow')}(safe_err, "
+        f"{R(-1.0 / eo)}), {R(pi.factormin)}), {R(pi.safety)}) : {R(pi.factormin)};",
+        "}",
+        "dt_next[l] = SCIML_MIN(hs[l] * (sciml_time)factor, dtmax);",
+        "if (accept[l] && last[l]) dt_next[l] = SCIML_MAX(dt_next[l], dt[l]);",
+        "nonfinite[l] = !isfinite(err[l]);")
+
+
+def _save(ctx: Ctx, method: KernelMethod) -> list[str]:
+    """Write the dense output at every save point in (t, t_new] of each lane's accepted step."""
+    n, deg = ctx.n, method.dense_degree
+    horner = f"dc[{deg}][j][l]"
+    for p in range(deg - 1, -1, -1):
+        horner = f"({horner}) * theta + dc[{p}][j][l]"
+    lines = ["int need_any = 0;"]
+    lines += ctx.lanes("need[l] = active[l] && accept[l] && save[l] < m && ts[save[l]] <= t_new[l];",
+                       "need_any |= need[l];", simd=False)
+    lines += ["if (need_any) {"] + ["    " + x for x in method.dense(ctx)]
+    lines += ["    " + x for x in ctx.lanes(
+        "if (!need[l]) continue;",
+        "++n_dense[l];",
+        "while (save[l] < m && ts[save[l]] <= t_new[l]) {",
+        "    const sciml_time tw = ts[save[l]];",
+        "    const sciml_real theta = (sciml_real)((tw - t[l]) / hs[l]);",
+        f"    for (int j = 0; j < {n}; ++j) out[l][save[l] * {n} + j] = tw == t_new[l] ? y1[j][l] : {horner};",
+        "    ++save[l];",
+        "}")]
+    return lines + ["}"]
+
+
 def _trajectory(spec: KernelSpec, method: KernelMethod, ctx: Ctx) -> str:
-    """``sciml_trajectory(i, ...)``: the integration loop of `sciml.solvers._loop.integrate`."""
+    """``sciml_block(i0, ...)``: the integration loop of `sciml.solvers._loop.integrate` for the
+    trajectories ``i0 .. i0 + SCIML_LANES - 1`` (lanes past ``n_traj`` are idle)."""
     n, R, T = spec.n, ctx.R, ctx.T
     eps = float(np.finfo(spec.time_dtype).eps)
     params = ", ".join(f"{t} SCIML_RESTRICT {name}" if t.endswith("*") else f"const {t} {name}"
-                       for t, name in entry_parameters(spec)[1:])
+                       for t, name in entry_parameters(spec))
     f1 = method.f1_array or "f1"
-    b = []  # body lines
-    b += _load_args(spec)
+    lanes = ctx.lanes
+    b = [" ".join(f"(void){name};" for _, name in entry_parameters(spec)),  # some are unused in some modes
+         "long long idx[SCIML_LANES];", "int live[SCIML_LANES];"]
+    b += lanes("live[l] = i0 + l < n_traj;", "idx[l] = live[l] ? i0 + l : i0;")
+    b += _load_args(spec, ctx)
     b += ["const sciml_time s0 = tp[0], s1 = tp[1], dir = tp[2], dtmax = tp[4];",
-          f"const sciml_real* rtol = tol; const sciml_real* atol = tol + {n};",
-          f"sciml_real y[{n}], f0[{n}], y1[{n}];"]
+          state("y", ctx), state("f0", ctx), state("y1", ctx)]
+    if spec.adaptive or spec.auto_dt0:
+        b.append(f"const sciml_real* rtol = tol; const sciml_real* atol = tol + {n};")
     if method.f1_array is None:
-        b.append(f"sciml_real f1[{n}];")
+        b.append(state("f1", ctx))
     b += method.declarations(ctx)
-    b += [f"for (int j = 0; j < {n}; ++j) y[j] = y0s[i * {n} + j];",
-          "sciml_time t = s0;",
-          "sciml_f(t, y, &P, dir, f0);"]
-    b.append("sciml_time dt = sciml_initial_step(t, y, f0, &P, dir, rtol, atol);" if spec.auto_dt0
-             else "sciml_time dt = tp[3];")
-    b += ["dt = SCIML_MIN(dt, s1 - s0);",
-          "dt = SCIML_MIN(dt, dtmax);",
-          "int status = 0;",
-          f"for (int j = 0; j < {n}; ++j) if (!(isfinite(y[j]) && isfinite(f0[j]))) status = {int(Status.NONFINITE)};",
-          f"const sciml_time snap = {T(64 * eps)} * SCIML_MAX({ctx.tf('fabs')}(s0), {ctx.tf('fabs')}(s1));",
-          "long long n_attempt = 0, n_accept = 0, n_dense = 0;"]
+    b += ["sciml_time t[SCIML_LANES], dt[SCIML_LANES], tn[SCIML_LANES], t_new[SCIML_LANES], hs[SCIML_LANES], "
+          "dt_next[SCIML_LANES];",
+          "sciml_real h[SCIML_LANES];",
+          "int status[SCIML_LANES], last[SCIML_LANES], accept[SCIML_LANES], active[SCIML_LANES], "
+          "nonfinite[SCIML_LANES];",
+          "long long n_attempt[SCIML_LANES], n_accept[SCIML_LANES], n_dense[SCIML_LANES];",
+          f"const sciml_time snap = {T(64 * eps)} * SCIML_MAX({ctx.tf('fabs')}(s0), {ctx.tf('fabs')}(s1));"]
     if spec.adaptive:
-        b += [f"sciml_real err_prev = {R(1e-4)};", "int rejected = 0;"]
+        b += ["sciml_real err[SCIML_LANES], err_prev[SCIML_LANES];", "int rejected[SCIML_LANES];"]
     if spec.save:
-        b += [f"sciml_real* SCIML_RESTRICT out = ys + i * m * {n};",
-              "long long save = 0;",
-              "for (long long q = 0; q < m; ++q) {",
-              f"    const int at_start = ts[q] <= s0;",
-              f"    for (int j = 0; j < {n}; ++j) out[q * {n} + j] = at_start ? y[j] : (sciml_real)SCIML_NAN;",
-              "    save += at_start;",
-              "}"]
+        b += ["int need[SCIML_LANES];", "long long save[SCIML_LANES];", "sciml_real* out[SCIML_LANES];"]
+    b += lanes(f"for (int j = 0; j < {n}; ++j) y[j][l] = y0s[idx[l] * {n} + j];", "t[l] = s0;")
+    b.append("sciml_f(t, y, &P, dir, f0);")
+    b.append("sciml_initial_step(t, y, f0, &P, dir, rtol, atol, dt);" if spec.auto_dt0 else "")
+    b += lanes(*([] if spec.auto_dt0 else ["dt[l] = tp[3];"]),
+               "dt[l] = SCIML_MIN(SCIML_MIN(dt[l], s1 - s0), dtmax);",
+               "status[l] = live[l] ? 0 : -1;  /* -1: an idle lane past the last trajectory */",
+               f"for (int j = 0; j < {n}; ++j) if (live[l] && !(isfinite(y[j][l]) && isfinite(f0[j][l]))) "
+               f"status[l] = {int(Status.NONFINITE)};",
+               "n_attempt[l] = 0; n_accept[l] = 0; n_dense[l] = 0;",
+               *([f"err_prev[l] = {R(1e-4)}; rejected[l] = 0;"] if spec.adaptive else []))
+    if spec.save:
+        b += lanes("save[l] = 0;",
+                   f"out[l] = ys + idx[l] * m * {n};",
+                   "for (long long q = 0; q < m && live[l]; ++q) {",
+                   "    const int at_start = ts[q] <= s0;",
+                   f"    for (int j = 0; j < {n}; ++j) out[l][q * {n} + j] = at_start ? y[j][l] : (sciml_real)SCIML_NAN;",
+                   "    save[l] += at_start;",
+                   "}")
         if method.dense_degree:
-            b.append(f"sciml_real dc[{method.dense_degree + 1}][{n}];")
-    loop = ["const int last = dt >= s1 - t - snap;",
-            "const sciml_time hs = last ? s1 - t : dt;",
-            "const sciml_real h = (sciml_real)hs;"]
+            b.append(f"sciml_real dc[{method.dense_degree + 1}][{n}][SCIML_LANES];")
+    loop = ["int any = 0;"]
+    loop += lanes("active[l] = t[l] < s1 && status[l] == 0;", "any |= active[l];", simd=False)
+    loop += ["if (!any) break;"]
+    loop += lanes("last[l] = dt[l] >= s1 - t[l] - snap;", "hs[l] = last[l] ? s1 - t[l] : dt[l];",
+                  "h[l] = (sciml_real)hs[l];")
     loop += method.step(ctx)
-    loop.append("const sciml_time t_new = last ? s1 : t + hs;")
+    loop += lanes("t_new[l] = last[l] ? s1 : t[l] + hs[l];")
     if spec.adaptive:
-        eo, pi = method.error_order, PIController()  # the controller `sciml.solve` uses
-        loop += [
-            "const int accept = err <= " + R(1) + ";",
-            f"const sciml_real safe_err = err > {R(0)} ? err : {R(1)};",
-            "sciml_real factor;",
-            "if (accept) {  /* only the factor that is used is computed: pow is the costliest call here */",
-            f"    factor = err > {R(0)} ? {R(pi.safety)} * {ctx.rf('pow')}(safe_err, {R(-(1.0 / eo - 0.75 * pi.beta))})"
-            f" * {ctx.rf('pow')}(err_prev, {R(pi.beta)}) : {R(pi.factormax)};",
-            f"    factor = SCIML_MIN(SCIML_MAX(factor, {R(pi.factormin)}), rejected ? {R(1)} : {R(pi.factormax)});",
-            "} else {",
-            f"    factor = isfinite(err) ? SCIML_MIN(SCIML_MAX({R(pi.safety)} * {ctx.rf('pow')}(safe_err, "
-            f"{R(-1.0 / eo)}), {R(pi.factormin)}), {R(pi.safety)}) : {R(pi.factormin)};",
-            "}",
-            "sciml_time dt_next = hs * (sciml_time)factor;",
-            "dt_next = SCIML_MIN(dt_next, dtmax);",
-            f"if (accept) err_prev = SCIML_MAX(err, {R(1e-4)});",
-            "rejected = !accept;",
-            "if (accept && last) dt_next = SCIML_MAX(dt_next, dt);",
-            "const int nonfinite = !isfinite(err);"]
+        loop += _controller(ctx, method)
     else:
-        loop += ["int finite = ok;",
-                 f"for (int j = 0; j < {n}; ++j) finite = finite && isfinite(y1[j]);",
-                 "const int nonfinite = !finite, accept = finite;",
-                 "const sciml_time dt_next = dt;"]
-    if method.f1_array is None:
-        loop += ["if (accept) sciml_f(t_new, y1, &P, dir, f1);",
-                 "else for (int j = 0; j < " + str(n) + "; ++j) f1[j] = f0[j];"]
+        loop += lanes("int finite = 1;", f"for (int j = 0; j < {n}; ++j) finite = finite && isfinite(y1[j][l]);",
+                      "nonfinite[l] = !finite;", "accept[l] = finite;", "dt_next[l] = dt[l];")
+    if method.f1_array is None:  # every lane evaluates; a rejected lane keeps its f0
+        loop += ["sciml_f(t_new, y1, &P, dir, f1);"]
+        loop += lanes(f"for (int j = 0; j < {n}; ++j) f1[j][l] = accept[l] ? f1[j][l] : f0[j][l];")
     if spec.save:
-        loop += ["if (accept && save < m && ts[save] <= t_new) {", "    ++n_dense;"]
-        loop += ["    " + line for line in method.dense(ctx)]
-        loop += ["    while (save < m && ts[save] <= t_new) {",
-                 "        const sciml_time tw = ts[save];",
-                 "        const sciml_real theta = (sciml_real)((tw - t) / hs);",
-                 f"        for (int j = 0; j < {n}; ++j) {{"]
-        deg = method.dense_degree
-        horner = f"dc[{deg}][j]"
-        for p in range(deg - 1, -1, -1):
-            horner = f"({horner}) * theta + dc[{p}][j]"
-        loop += [f"            out[save * {n} + j] = tw == t_new ? y1[j] : {horner};",
-                 "        }", "        ++save;", "    }", "}"]
-    loop += ["if (accept) {",
-             f"    for (int j = 0; j < {n}; ++j) if (!isfinite({f1}[j])) status = {int(Status.NONFINITE)};",
-             "}"]
+        loop += _save(ctx, method)
+    update = ["if (!active[l]) continue;",
+              f"if (accept[l]) for (int j = 0; j < {n}; ++j) if (!isfinite({f1}[j][l])) "
+              f"status[l] = {int(Status.NONFINITE)};"]
     if spec.adaptive:
-        loop.append(f"if (!accept && t + dt_next <= t) status = nonfinite ? {int(Status.NONFINITE)} : "
-                    f"{int(Status.DT_UNDERFLOW)};")
+        update += [f"if (!accept[l] && t[l] + dt_next[l] <= t[l]) status[l] = nonfinite[l] ? "
+                   f"{int(Status.NONFINITE)} : {int(Status.DT_UNDERFLOW)};",
+                   f"if (accept[l]) err_prev[l] = SCIML_MAX(err[l], {R(1e-4)});",
+                   "rejected[l] = !accept[l];"]
     else:
-        loop.append(f"if (nonfinite) status = {int(Status.NONFINITE)};")
-    loop += ["++n_attempt;",
-             "if (accept) {",
-             "    t = t_new;",
-             f"    for (int j = 0; j < {n}; ++j) {{ y[j] = y1[j]; f0[j] = {f1}[j]; }}",
-             "    ++n_accept;",
-             "}",
-             "dt = dt_next;",
-             f"if (n_attempt >= max_steps && t < s1 && status == 0) status = {int(Status.MAX_STEPS)};"]
-    b += ["while (t < s1 && status == 0) {"] + ["    " + line for line in loop] + ["}"]
-    nfev = (f"1 + {int(spec.auto_dt0)} + {method.fevals_per_step} * n_attempt + {int(not method.fsal)} * n_accept"
-            f" + {method.fevals_dense} * n_dense")
-    stats = ["status", nfev, "n_accept", "n_attempt - n_accept"] + method.counters()
+        update.append(f"if (nonfinite[l]) status[l] = {int(Status.NONFINITE)};")
+    update += ["++n_attempt[l];",
+               "if (accept[l]) {",
+               "    t[l] = t_new[l];",
+               f"    for (int j = 0; j < {n}; ++j) {{ y[j][l] = y1[j][l]; f0[j][l] = {f1}[j][l]; }}",
+               "    ++n_accept[l];",
+               "}",
+               "dt[l] = dt_next[l];",
+               f"if (n_attempt[l] >= max_steps && t[l] < s1 && status[l] == 0) status[l] = {int(Status.MAX_STEPS)};"]
+    loop += lanes(*update)
+    b += ["for (;;) {"] + ["    " + line for line in loop] + ["}"]
+    nfev = (f"1 + {int(spec.auto_dt0)} + {method.fevals_per_step} * n_attempt[l] + {int(not method.fsal)} * n_accept[l]"
+            f" + {method.fevals_dense} * n_dense[l]")
+    stats = ["status[l]", nfev, "n_accept[l]", "n_attempt[l] - n_accept[l]"] + method.counters()
     width = len(stats)
-    b += [f"for (int j = 0; j < {n}; ++j) yf[i * {n} + j] = y[j];",
-          "tout[2 * i] = t;", "tout[2 * i + 1] = dt;"]
-    b += [f"iout[{width} * i + {k}] = (int)({expr});" for k, expr in enumerate(stats)]
-    lines = [f"SCIML_FN void sciml_trajectory(const long long i, {params}) {{"]
-    lines += ["    " + line for line in b] + ["}"]
+    b += lanes("if (!live[l]) continue;",
+               f"for (int j = 0; j < {n}; ++j) yf[idx[l] * {n} + j] = y[j][l];",
+               "tout[2 * idx[l]] = t[l];", "tout[2 * idx[l] + 1] = dt[l];",
+               *[f"iout[{width} * idx[l] + {k}] = (int)({expr});" for k, expr in enumerate(stats)])
+    lines = [f"SCIML_FN void sciml_block(const long long i0, {params}) {{"]
+    lines += ["    " + line for line in b if line] + ["}"]
     return "\n".join(lines) + "\n"
 
 
 def _entry(spec: KernelSpec, target: str) -> str:
     params = entry_parameters(spec)
     signature = ", ".join(f"{t} {name}" for t, name in params)
-    call = ", ".join(name for _, name in params[1:])
+    call = ", ".join(name for _, name in params)
     if target == "c":
         return (f"void sciml_ensemble({signature}) {{\n"
-                f"    long long i;\n"
-                f"    #pragma omp parallel for schedule(dynamic, 16)\n"
-                f"    for (i = 0; i < n_traj; ++i) sciml_trajectory(i, {call});\n}}\n")
+                f"    long long b;\n"
+                f"    #pragma omp parallel for schedule(dynamic, 4)\n"
+                f"    for (b = 0; b < (n_traj + SCIML_LANES - 1) / SCIML_LANES; ++b) "
+                f"sciml_block(b * SCIML_LANES, {call});\n}}\n")
     return (f"extern \"C\" __global__ void sciml_ensemble({signature}) {{\n"
             f"    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
-            f"    if (i < n_traj) sciml_trajectory(i, {call});\n}}\n")
+            f"    if (i < n_traj) sciml_block(i, {call});\n}}\n")

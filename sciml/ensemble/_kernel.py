@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import weakref
 from typing import Any, Callable
 
 import jax
@@ -110,15 +111,16 @@ def _spec_uncached(static: _Static) -> tuple[KernelSpec, KernelMethod]:
     return spec, method
 
 
-_SOURCES: dict = {}
+#: generated sources per live spec and target (a spec from the cache above is generated once)
+_SOURCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def source_for(spec: KernelSpec, method: KernelMethod, target: str) -> str:
     """The generated source of ``spec`` for ``target``, built once per spec."""
-    key = (id(spec), target)
-    if key not in _SOURCES:
-        _SOURCES[key] = (spec, kernel_source(spec, method, target))
-    return _SOURCES[key][1]
+    sources = _SOURCES.setdefault(spec, {})
+    if target not in sources:
+        sources[target] = kernel_source(spec, method, target)
+    return sources[target]
 
 
 @dataclasses.dataclass

@@ -7,7 +7,7 @@ serves every explicit method in `sciml.solvers`.
 
 from __future__ import annotations
 
-from sciml.ensemble._codegen import Ctx, KernelMethod, combine
+from sciml.ensemble._codegen import Ctx, KernelMethod, combine, state
 from sciml.solvers._explicit_rk import ExplicitRK
 
 
@@ -24,57 +24,57 @@ class ExplicitRKKernel(KernelMethod):
         self.f1_array = self.stages[-1] if tab.fsal else None
 
     def declarations(self, ctx: Ctx) -> list[str]:
-        n = ctx.n
-        extra = [f"x{r}" for r in range(len(self.tab.c_extra)) if not (r == 0 and self.reuse_f1)]
+        extra = [f"x{r}" for r in range(len(self.tab.c_extra)) if not (r == 0 and self.reuse_f1)] \
+            if ctx.spec.save else []
         arrays = self.stages[1:] + ["ytmp"] + extra
-        arrays += ["yerr"] + (["yerr3"] if self.tab.b_err3 is not None else [])
-        return [f"sciml_real {name}[{n}];" for name in arrays]
+        if ctx.spec.adaptive:
+            arrays += ["yerr"] + (["yerr3"] if self.tab.b_err3 is not None else [])
+        return [state(name, ctx) for name in arrays]
+
+    def _stage(self, ctx: Ctx, c: float, row, ks, out: str) -> list[str]:
+        return (combine(ctx, "ytmp", "y", row, ks)
+                + ctx.lanes(f"tn[l] = t[l] + {ctx.T(c)} * hs[l];")
+                + [f"sciml_f(tn, ytmp, &P, dir, {out});"])
 
     def step(self, ctx: Ctx) -> list[str]:
         tab, ks = self.tab, self.stages
         lines = []
         for i in range(1, len(tab.c)):
-            lines += combine(ctx, "ytmp", "y", tab.a[i], ks[:i])
-            lines.append(f"sciml_f(t + {ctx.T(tab.c[i])} * hs, ytmp, &P, dir, {ks[i]});")
-        if tab.fsal:
-            lines += combine(ctx, "y1", "y", tab.a[-1], ks[:-1])
-        else:
-            lines += combine(ctx, "y1", "y", tab.b, ks)
+            lines += self._stage(ctx, tab.c[i], tab.a[i], ks[:i], ks[i])
+        lines += combine(ctx, "y1", "y", tab.a[-1] if tab.fsal else tab.b, ks[:-1] if tab.fsal else ks)
         if not ctx.spec.adaptive:
-            return lines + ["const int ok = 1;"]
+            return lines
         lines += combine(ctx, "yerr", None, tab.b_err, ks)
+        lines.append("sciml_error_norm(yerr, y, y1, rtol, atol, err);")
         if tab.b_err3 is None:
-            lines.append("const sciml_real err = sciml_error_norm(yerr, y, y1, rtol, atol);")
             return lines
         # Hairer's dop853.f: |e5|^2 / sqrt(|e5|^2 + 0.01 |e3|^2) of the two scaled norms.
         lines += combine(ctx, "yerr3", None, tab.b_err3, ks)
-        lines += ["const sciml_real e5 = sciml_error_norm(yerr, y, y1, rtol, atol);",
-                  "const sciml_real e3 = sciml_error_norm(yerr3, y, y1, rtol, atol);",
-                  f"const sciml_real denom = {ctx.rf('sqrt')}(e5 * e5 + {ctx.R(0.01)} * e3 * e3);",
-                  f"const sciml_real err = denom > {ctx.R(0)} ? e5 * e5 / denom : {ctx.R(0)};"]
-        return lines
+        lines += ["{", "    sciml_real e3[SCIML_LANES];", "    sciml_error_norm(yerr3, y, y1, rtol, atol, e3);"]
+        lines += ["    " + x for x in ctx.lanes(
+            f"const sciml_real denom = {ctx.rf('sqrt')}(err[l] * err[l] + {ctx.R(0.01)} * e3[l] * e3[l]);",
+            f"err[l] = denom > {ctx.R(0)} ? err[l] * err[l] / denom : {ctx.R(0)};")]
+        return lines + ["}"]
 
     def dense(self, ctx: Ctx) -> list[str]:
         tab, n, R = self.tab, ctx.n, ctx.R
         f1 = self.f1_array or "f1"
         if tab.b_dense is None:  # cubic Hermite, as `sciml.solvers._base.hermite`
-            return [f"for (int j = 0; j < {n}; ++j) {{",
-                    "    const sciml_real dy = y1[j] - y[j];",
-                    "    dc[0][j] = y[j];",
-                    "    dc[1][j] = h * f0[j];",
-                    f"    dc[2][j] = {R(3)} * dy - h * ({R(2)} * f0[j] + {f1}[j]);",
-                    f"    dc[3][j] = {R(-2)} * dy + h * (f0[j] + {f1}[j]);",
-                    "}"]
+            return [f"for (int j = 0; j < {n}; ++j)"] + ["    " + x for x in ctx.lanes(
+                "const sciml_real dy = y1[j][l] - y[j][l];",
+                "dc[0][j][l] = y[j][l];",
+                "dc[1][j][l] = h[l] * f0[j][l];",
+                f"dc[2][j][l] = {R(3)} * dy - h[l] * ({R(2)} * f0[j][l] + {f1}[j][l]);",
+                f"dc[3][j][l] = {R(-2)} * dy + h[l] * (f0[j][l] + {f1}[j][l]);")]
         ks = list(self.stages)
         lines = []
         for r, (c, row) in enumerate(zip(tab.c_extra, tab.a_extra)):
             if r == 0 and self.reuse_f1:
                 ks.append(f1)
                 continue
-            lines += combine(ctx, "ytmp", "y", row, ks)
-            lines.append(f"sciml_f(t + {ctx.T(c)} * hs, ytmp, &P, dir, x{r});")
+            lines += self._stage(ctx, c, row, ks, f"x{r}")
             ks.append(f"x{r}")
-        lines.append(f"for (int j = 0; j < {n}; ++j) dc[0][j] = y[j];")
+        lines += combine(ctx, "dc[0]", "y", [], [])
         for p in range(tab.dense_degree):
             lines += combine(ctx, f"dc[{p + 1}]", None, [row[p] for row in tab.b_dense], ks)
         return lines

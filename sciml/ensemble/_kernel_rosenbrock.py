@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sciml.ensemble._codegen import Ctx, KernelMethod, combine
+from sciml.ensemble._codegen import Ctx, KernelMethod, arg_inputs, combine, lane_function, state
 from sciml.ensemble._translate import Translator
 
 
@@ -53,88 +53,93 @@ class RosenbrockKernel(KernelMethod):
 
     def declarations(self, ctx: Ctx) -> list[str]:
         n = ctx.n
-        arrays = self.us + ["ytmp", "fi", "acc", "rhs", "dfdt", "yerr"]
-        return ([f"sciml_real {name}[{n}];" for name in arrays]
-                + [f"sciml_real W[{n}][{n}];", f"int piv[{n}];"])
+        arrays = self.us + ["ytmp", "fi", "acc", "rhs", "dfdt"] + (["yerr"] if ctx.spec.adaptive else [])
+        return ([state(name, ctx) for name in arrays]
+                + [f"sciml_real W[{n}][{n}][SCIML_LANES], hg[SCIML_LANES];", f"int piv[{n}][SCIML_LANES];"])
 
     def step(self, ctx: Ctx) -> list[str]:
         tab, us, n, R = self.tab, self.us, ctx.n, ctx.R
-        lines = ["sciml_jac(t, y, &P, dir, W, dfdt);",
-                 f"const sciml_real hg = h * {R(tab.gamma)};",
-                 f"for (int j = 0; j < {n}; ++j) for (int k = 0; k < {n}; ++k)",
-                 f"    W[j][k] = (j == k ? {R(1)} : {R(0)}) - hg * W[j][k];",
-                 "sciml_lu_factor(W, piv);"]
+        lines = ["sciml_jac(t, y, &P, dir, W, dfdt);"]
+        lines += ctx.lanes(f"hg[l] = h[l] * {R(tab.gamma)};",
+                           f"for (int j = 0; j < {n}; ++j) for (int k = 0; k < {n}; ++k)",
+                           f"    W[j][k][l] = (j == k ? {R(1)} : {R(0)}) - hg[l] * W[j][k][l];")
+        lines.append("sciml_lu_factor(W, piv);")
         for i in range(tab.stages):
             if i == 0:
-                lines.append(f"for (int j = 0; j < {n}; ++j) rhs[j] = f0[j];")
+                lines += combine(ctx, "rhs", "f0", [], [])
             else:
                 lines += combine(ctx, "ytmp", "y", tab.a[i], us[:i], scale=R(1))
-                lines.append(f"sciml_f(t + {ctx.T(tab.c[i])} * hs, ytmp, &P, dir, fi);")
-                lines += combine(ctx, "acc", None, tab.C[i], us[:i], scale=f"({R(1)} / h)")
-                lines.append(f"for (int j = 0; j < {n}; ++j) rhs[j] = fi[j] + acc[j];")
+                lines += ctx.lanes(f"tn[l] = t[l] + {ctx.T(tab.c[i])} * hs[l];")
+                lines.append("sciml_f(tn, ytmp, &P, dir, fi);")
+                lines += combine(ctx, "acc", None, tab.C[i], us[:i], scale=f"({R(1)} / h[l])")
+                lines += combine(ctx, "rhs", "fi", [1.0], ["acc"], scale=R(1))
             if tab.d[i] != 0.0:
-                lines.append(f"for (int j = 0; j < {n}; ++j) rhs[j] = rhs[j] + ({R(tab.d[i])} * h) * dfdt[j];")
-            lines += ["sciml_lu_solve(W, piv, rhs);",
-                      f"for (int j = 0; j < {n}; ++j) {us[i]}[j] = hg * rhs[j];"]
+                lines += combine(ctx, "rhs", "rhs", [1.0], ["dfdt"], scale=f"({R(tab.d[i])} * h[l])")
+            lines += ["sciml_lu_solve(W, piv, rhs);"]
+            lines += combine(ctx, us[i], None, [1.0], ["rhs"], scale="hg[l]")
         lines += combine(ctx, "y1", "y", tab.m, us, scale=R(1))
         if ctx.spec.adaptive:
             lines += combine(ctx, "yerr", None, tab.m_err, us, scale=R(1))
-            lines.append("const sciml_real err = sciml_error_norm(yerr, y, y1, rtol, atol);")
-        else:
-            lines.append("const int ok = 1;")
+            lines.append("sciml_error_norm(yerr, y, y1, rtol, atol, err);")
         return lines
 
     def dense(self, ctx: Ctx) -> list[str]:
         if self.tab.dense is None:
             raise ValueError(f"the kernel backends need the dense output of {self.tab.name!r} for `saveat`.")
-        lines = [f"for (int j = 0; j < {ctx.n}; ++j) dc[0][j] = y[j];"]
+        lines = combine(ctx, "dc[0]", "y", [], [])
         for p, row in enumerate(self.tab.dense):
             lines += combine(ctx, f"dc[{p + 1}]", None, row, self.us, scale=ctx.R(1))
         return lines
 
     def counters(self) -> list[str]:
-        return ["n_attempt", "n_attempt"]   # one Jacobian and one factorisation per step attempt
+        return ["n_attempt[l]", "n_attempt[l]"]   # one Jacobian and one factorisation per step attempt
 
 
 def _jacobian_function(ctx: Ctx) -> str:
     """``sciml_jac(s, y, p, dir, J, dfdt)``: df/dy and df/dt of the forward-time field ``dir f(dir s, y)``."""
     spec, n = ctx.spec, ctx.n
     tr = Translator("w")
-    inputs = [np.array(["t"], dtype=object), np.array([f"y[{j}]" for j in range(n)], dtype=object)]
-    inputs += [np.array([f"p->a{k}[{j}]" for j in range(a.size)], dtype=object) for k, a in enumerate(spec.args)]
-    jac, dfdt = tr.translate(spec.jac, inputs)
-    body = ["const sciml_time t = s * dir;", "(void)t;"] + tr.lines
-    body += [f"J[{j}][{k}] = (sciml_real)dir * (sciml_real)({jac[j, k]});" for j in range(n) for k in range(n)]
+    inputs = [np.array(["t"], dtype=object), np.array([f"y[{j}][l]" for j in range(n)], dtype=object)]
+    jac, dfdt = tr.translate(spec.jac, inputs + arg_inputs(spec))
+    lines = tr.lines + [f"J[{j}][{k}][l] = (sciml_real)dir * (sciml_real)({jac[j, k]});"
+                        for j in range(n) for k in range(n)]
     # d/ds [dir f(dir s, y)] = dir * dir * df/dt
-    body += [f"dfdt[{j}] = (sciml_real)dir * ((sciml_real)dir * (sciml_real)({dfdt[j]}));" for j in range(n)]
-    lines = [f"SCIML_FN void sciml_jac(const sciml_time s, const sciml_real* SCIML_RESTRICT y, "
-             f"const sciml_args* SCIML_RESTRICT p, const sciml_time dir, sciml_real J[{n}][{n}], "
-             f"sciml_real* SCIML_RESTRICT dfdt) {{"]
-    return "\n".join(lines + ["    " + line for line in body] + ["}"]) + "\n"
+    lines += [f"dfdt[{j}][l] = (sciml_real)dir * ((sciml_real)dir * (sciml_real)({dfdt[j]}));" for j in range(n)]
+    params = (f"const sciml_time s[SCIML_LANES], const sciml_real y[{n}][SCIML_LANES], "
+              f"const sciml_args* SCIML_RESTRICT p, const sciml_time dir, sciml_real J[{n}][{n}][SCIML_LANES], "
+              f"sciml_real dfdt[{n}][SCIML_LANES]")
+    return lane_function("sciml_jac", params, ["const sciml_time t = s[l] * dir;", "(void)t;"], lines)
 
 
 def _lu_functions(ctx: Ctx) -> str:
-    """In-place LU with partial pivoting (LAPACK getrf's choice of pivot) and the matching solve."""
-    n, rf = ctx.n, ctx.rf
-    return f"""SCIML_FN void sciml_lu_factor(sciml_real A[{n}][{n}], int piv[{n}]) {{
-    for (int k = 0; k < {n}; ++k) {{
-        int p = k;
-        for (int r = k + 1; r < {n}; ++r) if ({rf('fabs')}(A[r][k]) > {rf('fabs')}(A[p][k])) p = r;
-        piv[k] = p;
-        if (p != k) for (int c = 0; c < {n}; ++c) {{ const sciml_real x = A[k][c]; A[k][c] = A[p][c]; A[p][c] = x; }}
-        for (int r = k + 1; r < {n}; ++r) {{
-            const sciml_real l = A[r][k] / A[k][k];
-            A[r][k] = l;
-            for (int c = k + 1; c < {n}; ++c) A[r][c] = A[r][c] - l * A[k][c];
-        }}
-    }}
-}}
-SCIML_FN void sciml_lu_solve(sciml_real A[{n}][{n}], const int piv[{n}], sciml_real* b) {{
-    for (int k = 0; k < {n}; ++k) {{ const sciml_real x = b[k]; b[k] = b[piv[k]]; b[piv[k]] = x; }}
-    for (int r = 1; r < {n}; ++r) for (int c = 0; c < r; ++c) b[r] = b[r] - A[r][c] * b[c];
-    for (int r = {n} - 1; r >= 0; --r) {{
-        for (int c = r + 1; c < {n}; ++c) b[r] = b[r] - A[r][c] * b[c];
-        b[r] = b[r] / A[r][r];
-    }}
-}}
-"""
+    """In-place LU with partial pivoting (LAPACK getrf's choice of pivot) and the matching solve, per lane."""
+    n, fabs = ctx.n, ctx.rf("fabs")
+    factor = ctx.lanes(
+        f"for (int k = 0; k < {n}; ++k) {{",
+        "    int p = k;",
+        f"    for (int r = k + 1; r < {n}; ++r) if ({fabs}(A[r][k][l]) > {fabs}(A[p][k][l])) p = r;",
+        "    piv[k][l] = p;",
+        f"    if (p != k) for (int c = 0; c < {n}; ++c) {{",
+        "        const sciml_real x = A[k][c][l]; A[k][c][l] = A[p][c][l]; A[p][c][l] = x;",
+        "    }",
+        f"    for (int r = k + 1; r < {n}; ++r) {{",
+        "        const sciml_real q = A[r][k][l] / A[k][k][l];",
+        "        A[r][k][l] = q;",
+        f"        for (int c = k + 1; c < {n}; ++c) A[r][c][l] = A[r][c][l] - q * A[k][c][l];",
+        "    }",
+        "}")
+    solve = ctx.lanes(
+        f"for (int k = 0; k < {n}; ++k) {{",
+        "    const int p = piv[k][l];",
+        "    const sciml_real x = b[k][l]; b[k][l] = b[p][l]; b[p][l] = x;",
+        "}",
+        f"for (int r = 1; r < {n}; ++r) for (int c = 0; c < r; ++c) b[r][l] = b[r][l] - A[r][c][l] * b[c][l];",
+        f"for (int r = {n} - 1; r >= 0; --r) {{",
+        f"    for (int c = r + 1; c < {n}; ++c) b[r][l] = b[r][l] - A[r][c][l] * b[c][l];",
+        "    b[r][l] = b[r][l] / A[r][r][l];",
+        "}")
+    matrix = f"sciml_real A[{n}][{n}][SCIML_LANES]"
+    return "\n".join(
+        [f"SCIML_FN void sciml_lu_factor({matrix}, int piv[{n}][SCIML_LANES]) {{"] + ["    " + x for x in factor]
+        + ["}", f"SCIML_FN void sciml_lu_solve({matrix}, int piv[{n}][SCIML_LANES], sciml_real b[{n}][SCIML_LANES]) {{"]
+        + ["    " + x for x in solve] + ["}"]) + "\n"

@@ -51,10 +51,6 @@ class EnsembleProblem:
         leaves = [next(it) if d else x for x, d in zip(self.arg_leaves, self.dynamic)]
         return jax.tree_util.tree_unflatten(self.args_treedef, leaves)
 
-    def one_trajectory_y0(self) -> Any:
-        """Shape/dtype structs of one trajectory's initial state."""
-        return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), self.y0s)
-
 
 def prepare(f, y0s, t_span, args, args_axes, solver, saveat, rtol, atol, dt0, max_steps, adaptive,
             max_step) -> EnsembleProblem:

@@ -5,9 +5,10 @@ NumPy object array of C expressions (variable names or literals), one per elemen
 primitives emit one ``const T v = ...;`` statement per element. Primitives that only move elements
 around (slicing, reshapes, broadcasts, concatenation, gathers and ``.at[].set`` with known
 indices, ...) emit no code at all: they are applied by JAX itself to arrays of element *ids*, which
-says where each output element comes from. Values computed only from constants are folded by evaluating the primitive in JAX, so
-index arithmetic, ``iota`` and identity matrices become literals. Calls (``jit``, ``custom_jvp``,
-``custom_vjp``, ``checkpoint``) are inlined, ``cond`` evaluates its branches and selects.
+says where each output element comes from. Values computed only from constants are folded by
+evaluating the primitive in JAX, so index arithmetic, ``iota`` and identity matrices become
+literals. Calls (``jit``, ``custom_jvp``, ``custom_vjp``, ``checkpoint``) are inlined, ``cond``
+evaluates its branches and selects.
 
 The result is IEEE-exact C (no algebraic rewrites), in the dtypes of the jaxpr: a float32 function
 becomes float32 C with ``expf``, ``sinf``, ... A primitive without a rule raises

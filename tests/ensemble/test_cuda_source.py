@@ -1,5 +1,6 @@
-"""The CUDA variant of the kernel source, checked on the CPU: it is the C source with other qualifiers
-and entry point, includes no header (NVRTC, which CuPy uses, has none), and compiles with nvcc."""
+"""The CUDA variant of the kernel source, checked on the CPU: it is the C source with other qualifiers,
+one lane per block (one trajectory per GPU thread) and another entry point, includes no header (NVRTC,
+which CuPy uses, has none), and compiles with nvcc."""
 
 from __future__ import annotations
 
@@ -38,10 +39,11 @@ def test_cuda_source_is_the_c_source_with_other_qualifiers(solver, dtype, grid):
     c_rest = c_src.replace(body, "\0").split("\0")
     cuda_rest = cuda_src.replace(body, "\0").split("\0")
     assert c_rest[0].startswith(PRELUDES["c"]) and cuda_rest[0].startswith(PRELUDES["cuda"])
+    assert "#define SCIML_LANES 8" in c_rest[0] and "#define SCIML_LANES 1" in cuda_rest[0]
     assert "#define SCIML_FN static inline" in c_rest[0] and "#define SCIML_FN __device__ static inline" in cuda_rest[0]
-    assert "#pragma omp parallel for" in c_rest[1] and "sciml_trajectory(i," in c_rest[1]
+    assert "#pragma omp parallel for" in c_rest[1] and "sciml_block(b * SCIML_LANES," in c_rest[1]
     assert cuda_rest[1].startswith('extern "C" __global__ void sciml_ensemble(')
-    assert "blockIdx.x * blockDim.x + threadIdx.x" in cuda_rest[1]
+    assert "blockIdx.x * blockDim.x + threadIdx.x" in cuda_rest[1] and "sciml_block(i," in cuda_rest[1]
     assert "#include" not in cuda_src
     float_type = "float" if dtype == np.float32 else "double"
     assert f"typedef {float_type} sciml_real;" in body
@@ -57,3 +59,19 @@ def test_cuda_source_compiles_with_nvcc(tmp_path, solver, dtype, grid):
                              str(tmp_path / "kernel.ptx")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert ".entry sciml_ensemble" in (tmp_path / "kernel.ptx").read_text()
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc")
+@pytest.mark.parametrize("solver, adaptive, grid", [(S.RK4(), False, True), (S.Dopri8(), True, True),
+                                                    (S.Tsit5(), False, False), (S.Rodas5P(), False, True)],
+                         ids=["rk4-fixed-saveat", "dopri8-adaptive-saveat", "tsit5-fixed-final", "rodas5p-fixed"])
+def test_c_source_is_warning_free_in_every_mode(tmp_path, solver, adaptive, grid):
+    f, y0s, t_span, params = lorenz_ensemble(np.float64)
+    problem = prepare(f, y0s, t_span, params, 0, solver, saveat(t_span, np.float64) if grid else None, 1e-6, 1e-6,
+                      None if adaptive else 0.01, 1000, adaptive, None)
+    launch, _ = prepare_launch(problem, np, np.asarray)
+    path = tmp_path / "kernel.c"
+    path.write_text(kernel_source(launch.spec, launch.method, "c"))
+    result = subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function",
+                             "-Wno-unknown-pragmas", "-fsyntax-only", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
