@@ -37,8 +37,10 @@ def _reference(dtype):
     return np.stack([s.ys for s in sols]), {k: np.array([int(s.stats[k]) for s in sols]) for k in sols[0].stats}
 
 
+# backend="jax" is `sciml.solve` itself under vmap (tested in test_backends.py);
+# the kernel's Rosenbrock step is what needs the oracle here.
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
-@pytest.mark.parametrize("backend", ["c", "jax"])
+@pytest.mark.parametrize("backend", ["c"])
 def test_rodas5p_ensemble_agrees_with_sciml_solve(backend, dtype):
     ks, y0s, grid, tol = _case(dtype)
     ens = sciml.solve_ensemble(rober, y0s, (0.0, 1e4), args=ks, solver=S.Rodas5P(), saveat=grid, backend=backend,
