@@ -153,6 +153,14 @@ class Launch:
 
 def prepare_launch(problem: EnsembleProblem, xp, to_xp: Callable) -> tuple[Launch, Callable]:
     """Arrays for the kernel on ``xp`` and a function turning the finished launch into a solution."""
+    traced = [x for x in jax.tree_util.tree_leaves((problem.y0s, problem.arg_leaves, problem.t0, problem.t1,
+                                                     problem.ts, problem.rtol, problem.atol, problem.dt0))
+              if isinstance(x, jax.core.Tracer)]
+    if traced:
+        raise TypeError(
+            "the kernel backends (`backend=\"c\"`, `\"cupy\"`) run compiled code outside JAX's tracing, so "
+            "they cannot be used inside `jax.jit`, `jax.grad` or `jax.vmap`, and give no gradients. Use "
+            "`backend=\"jax\"` there (it is differentiable), or call the kernel backend outside the transform.")
     y_leaves, y_treedef = jax.tree_util.tree_flatten(problem.y0s)
     y_avals = tuple((tuple(x.shape[1:]), np.dtype(x.dtype)) for x in y_leaves)
     arg_avals = tuple(_aval(x, b) if d else ("static", x)

@@ -157,6 +157,22 @@ def test_float32_parameters_as_python_numbers_keep_a_float32_state():
     np.testing.assert_allclose(ens.y_final[:, 0], np.exp(-2.0), rtol=1e-5)
 
 
+def test_the_jax_backend_is_differentiable_and_the_kernels_say_they_are_not():
+    f, y0s, t_span, params = PROBLEMS["lotka_volterra"](np.float64)
+
+    def loss(p, backend="jax"):
+        ens = sciml.solve_ensemble(f, y0s, t_span, args=p, backend=backend, rtol=1e-10, atol=1e-10)
+        return jnp.sum(ens.y_final ** 2)
+
+    grad = jax.grad(loss)(jnp.asarray(params))
+    step = np.zeros_like(params)
+    step[2, 1] = 1e-6
+    central = (loss(params + step) - loss(params - step)) / 2e-6
+    np.testing.assert_allclose(grad[2, 1], central, rtol=1e-5)
+    with pytest.raises(TypeError, match="cannot be used inside `jax.jit`.*backend=\"jax\""):
+        jax.grad(loss)(jnp.asarray(params), "c")
+
+
 # -- errors -----------------------------------------------------------------------------------------
 def test_batched_args_must_have_one_entry_per_trajectory():
     with pytest.raises(ValueError, match=r"`args\[1\]` has shape \(\).*args_axes=None"):
