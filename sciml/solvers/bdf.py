@@ -247,9 +247,12 @@ class BDF(AbstractSolver):
         def norm(e):
             return error_norm(e, y_old, y_new, state_new.rtol, state_new.atol)
 
+        # Orders q - 1, q, q + 1 judged from the differences (the loop's `err` is that of order q, but 0
+        # with fixed steps, where the order is still chosen).
         err_m = jnp.where(q > 1, norm(const[q - 1] * D[q]), jnp.inf)
+        err_q = norm(const[q] * D[q + 1])
         err_p = jnp.where(q < MAX_ORDER, norm(const[jnp.minimum(q + 1, MAX_ORDER)] * D[q + 2]), jnp.inf)
-        norms = jnp.stack([err_m, jnp.asarray(err, err_m.dtype), err_p])
+        norms = jnp.stack([err_m, err_q, err_p])
         expo = -1.0 / (q + jnp.arange(3)).astype(norms.dtype)
         factors = jnp.where(norms > 0, jnp.where(norms > 0, norms, 1.0) ** expo, jnp.inf)
         choose = state_new.n_equal >= q + 1

@@ -137,7 +137,8 @@ class Kvaerno5(AbstractESDIRK):
     A simplified Newton iteration solves each stage with one shared LU factorisation of
     ``I - h gamma J``, reused across stages and steps; a step whose Newton iteration does not converge
     is rejected and retried (with a fresh Jacobian, then smaller), never a hard failure unless the step
-    size underflows (``Status.NEWTON_FAILED``). Dense output: cubic Hermite. Prefer ``Rodas5P`` for
+    size underflows (``Status.NEWTON_FAILED``). Dense output: cubic Hermite (between steps it is less
+    accurate than at them; Rodas5P's and BDF's own interpolants are better for dense output). Prefer ``Rodas5P`` for
     small systems (no Newton iteration); Kvaerno5 is the ESDIRK peer of diffrax's method of the same
     name.
 
