@@ -24,6 +24,11 @@ from jax import lax
 from sciml.solvers._base import evaluate_polynomial
 
 
+#: up to this many save points, each step masks all of them in straight-line code; beyond, a loop
+#: walks only those inside the step
+_MASKED_SAVES = 256
+
+
 class Record(NamedTuple):
     rec_t: jax.Array       # (M + 1,) step start times (then the end)
     rec_dt: jax.Array      # (M,) step sizes taken
@@ -59,12 +64,13 @@ def reverse_sweep(cfg, g, rec: Record, lam, p_diff, p_join, s_ts, ct_ys, hi, ct_
         fb = lambda tt, yy: g(tt, yy, p)  # noqa: E731
         f0 = fb(t, y)
         st = solver.step(fb, t, y, f0, dt, solver.init(fb, t, y, f0, dt))
+        y1, f1, info = st.y1, st.f1, st.info
         if not (with_dense or event):
-            return st.y1, None, jnp.zeros_like(t)
-        f1 = st.f1 if st.f1 is not None else fb(t_new, st.y1)
-        coeffs = solver.dense(fb, t, y, dt, st.y1, f0, f1, st.info)
+            return y1, None, jnp.zeros_like(t)
+        f1 = f1 if f1 is not None else fb(t_new, y1)
+        coeffs = solver.dense(fb, t, y, dt, y1, f0, f1, info)
         if not event:
-            return st.y1, coeffs, jnp.zeros_like(t)
+            return y1, coeffs, jnp.zeros_like(t)
         theta = _implicit_theta(cfg, terminal.index, p, t, dt, coeffs, (rec_t[k + 1] - t) / dt)
         return evaluate_polynomial(coeffs, theta), coeffs if with_dense else None, t + theta * dt
 
@@ -78,6 +84,14 @@ def reverse_sweep(cfg, g, rec: Record, lam, p_diff, p_join, s_ts, ct_ys, hi, ct_
             coeffs = coeffs + ct_rec_dense[k]
         if not m:
             return ptr, lam, coeffs
+        if m <= _MASKED_SAVES:
+            # Straight-line: every save point, masked to those inside this step (no nested loop).
+            inside = (s_ts > t_k) & (s_ts <= t_next) & (s_ts <= hi)
+            at_end = inside & (s_ts == t_next)
+            theta = ((s_ts - t_k) / dt).astype(y_ref.dtype)
+            powers = jnp.where((inside & ~at_end)[:, None], theta[:, None] ** jnp.arange(degree + 1), 0)
+            lam = lam + jnp.where(at_end[:, None], ct_ys, 0).sum(axis=0)
+            return ptr, lam, coeffs + powers.T.astype(ct_ys.dtype) @ ct_ys
 
         def pending(c):
             return (c[0] >= 0) & (s_ts[jnp.maximum(c[0], 0)] > t_k)
@@ -100,6 +114,10 @@ def reverse_sweep(cfg, g, rec: Record, lam, p_diff, p_join, s_ts, ct_ys, hi, ct_
                 return vjp((lam, coeffs if with_dense else None, ct_t))
             return go
 
+        if solver.fevals_dense == 0:
+            # The polynomial costs no evaluations of f: one code path (half the compile) is cheaper
+            # than a branch that skips it on steps without save points.
+            return run(True)()
         use_dense = jnp.asarray(cfg.record_dense) | jnp.any(coeffs != 0)
         return lax.cond(use_dense, run(True), run(False))
 
