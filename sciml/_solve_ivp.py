@@ -65,7 +65,9 @@ def solve_ivp(fun: Callable, t_span, y0, method: str = "Tsit5", t_eval=None, den
         t_span: ``(t0, t1)``.
         y0: initial state, 1-D (integers are converted to float64, as scipy does).
         method: ``"Tsit5"`` (default), ``"Dopri5"``, ``"Dopri8"``, ``"Vern7"``, ``"Bosh3"``, ``"Heun"``,
-            the stiff solvers when available, or scipy's ``"RK45"``, ``"DOP853"``, ``"RK23"``.
+            the stiff ``"Rodas5P"``, ``"Rosenbrock23"``, ``"Kvaerno5"``, ``"BDF"`` (sciml's, for scipy's
+            name), or scipy's ``"RK45"``, ``"DOP853"``, ``"RK23"``; ``"Radau"``/``"LSODA"`` raise an
+            error naming ``"Rodas5P"``.
         t_eval: times at which to store the solution; ``None`` stores every step.
         dense_output: also return ``sol``, a callable continuous solution.
         events: scipy-style event functions ``event(t, y, *args)`` with optional ``terminal`` and

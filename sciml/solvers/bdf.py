@@ -119,8 +119,8 @@ class BDF(AbstractSolver):
             notes; ``1.0`` reproduces scipy's ``BDF``).
 
     A multistep method: its steps depend on the history, so ``adjoint=Direct()`` (which re-runs single
-    steps) refuses it; ``Forward()`` (differentiates through the history), ``Interpolating()`` and
-    ``Backsolve()`` work, and ``Rodas5P``/``Kvaerno5`` take ``Direct()``.
+    steps) refuses it; ``Forward()`` (differentiates through the history) and ``Interpolating()`` work,
+    and ``Rodas5P``/``Kvaerno5`` take ``Direct()``.
 
     Example:
         >>> import jax.numpy as jnp, sciml
@@ -180,8 +180,8 @@ class BDF(AbstractSolver):
             raise NotImplementedError(
                 "`BDF` is a multistep method: a step depends on the solution history, so it cannot be re-run "
                 "one step at a time as `adjoint=sciml.adjoints.Direct()` does. Use `adjoint=sciml.adjoints."
-                "Forward()`, `Interpolating()` or `Backsolve()`, or a one-step stiff solver such as "
-                "`sciml.solvers.Rodas5P()` or `Kvaerno5()` with `Direct()`.")
+                "Forward()` or `Interpolating()`, or a one-step stiff solver such as `sciml.solvers.Rodas5P()` "
+                "or `Kvaerno5()` with `Direct()`.")
         # A state that is not D[0] (the first step, or a jump added to it) restarts at order 1.
         restart = jnp.any(y != state.D[0])
         D = jnp.where(restart, _start(y, f0, dt), _rescale(state.D, state.order, (dt / state.h).astype(y.dtype)))

@@ -176,7 +176,7 @@ def test_a_stiff_solver_is_not_told_to_use_a_stiff_solver(status, fix):
 
 
 def test_newton_failure_message_names_the_cause_and_a_fix():
-    # No implicit solver produces it yet; the message is what users will read when one does.
+    # Kvaerno5 and BDF produce it in tests/solvers/test_stiff.py; here the message itself.
     msg = describe(Status.NEWTON_FAILED, t=0.25, dt=1e-3, max_steps=100)
     assert "Newton iteration" in msg and "t=0.25" in msg
     assert "Rodas5P" in msg and "`jac=`" in msg

@@ -226,6 +226,15 @@ def test_matrix_free_bdf_solves_a_reaction_diffusion_system():
         S.BDF(linear_solver="cg")
 
 
+@pytest.mark.parametrize("module", ["rosenbrock", "esdirk", "bdf"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"sciml.solvers.{module}"), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
 # -- an explicit solver on a stiff problem ------------------------------------------------------
 def test_explicit_solver_stuck_on_rober_says_the_problem_looks_stiff():
     kwargs = dict(args=jnp.asarray(K), solver=S.Tsit5(), max_steps=2000, rtol=1e-6, atol=1e-6 * FLOOR)
