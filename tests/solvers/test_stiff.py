@@ -187,8 +187,8 @@ def test_bdf_with_local_tolerance_one_takes_scipys_steps():
     rtol, atol = 1e-6, 1e-6 * FLOOR
     ours = sciml.solve(rober, Y0, (0.0, T1), args=jnp.asarray(K), solver=S.BDF(local_tolerance=1.0), rtol=rtol,
                        atol=atol)
-    theirs = solve_ivp(lambda t, y: rober(t, y, K, xp=np), (0.0, T1), np.asarray(Y0), method="BDF", rtol=rtol, atol=atol,
-                       jac=lambda t, y: np.asarray(rober_jacobian(t, y, K)))
+    theirs = solve_ivp(lambda t, y: rober(t, y, K, xp=np), (0.0, T1), np.asarray(Y0), method="BDF", rtol=rtol,
+                       atol=atol, jac=lambda t, y: np.asarray(rober_jacobian(t, y, K)))
     # The same algorithm: step, Jacobian and LU counts agree to a few percent (the error norms differ
     # in detail: ours scales by max(|y0|, |y1|), scipy's by |y1|).
     assert abs(int(ours.stats["naccept"]) / (len(theirs.t) - 1) - 1) < 0.05
