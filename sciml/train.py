@@ -350,14 +350,14 @@ def _restore(path: str, phases, params) -> _Run:
                phase_step=int(meta["phase_step"]), losses=[float(x) for x in np.asarray(tensors["losses"])],
                best_loss=math.inf if meta["best_loss"] is None else float(meta["best_loss"]),
                best_params=None if best is None else _like(best, params, path), since_best=int(meta["since_best"]))
-    if phase < len(phases):
-        template = _strong(phases[phase].optimizer.init(run.params))
-        leaves, treedef = jax.tree_util.tree_flatten(template)
-        saved = tensors["opt_state"]
-        if len(saved) != len(leaves) or any(np.shape(a) != np.shape(b) for a, b in zip(saved, leaves)):
-            raise ValueError(f"the optimizer state in {path!r} does not fit phase {phase + 1}'s optimizer; resume "
-                             f"with the optimizer that wrote it, or `resume=False`.")
-        run.state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a, b.dtype) for a, b in zip(saved, leaves)])
+    owner = min(phase, len(phases) - 1)  # a finished run holds the state of its last phase
+    template = _strong(phases[owner].optimizer.init(run.params))
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    saved = tensors["opt_state"]
+    if len(saved) != len(leaves) or any(np.shape(a) != np.shape(b) for a, b in zip(saved, leaves)):
+        raise ValueError(f"the optimizer state in {path!r} does not fit the optimizer of phase {owner + 1}; "
+                         f"resume with the optimizer that wrote it, or `resume=False`.")
+    run.state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a, b.dtype) for a, b in zip(saved, leaves)])
     return run
 
 

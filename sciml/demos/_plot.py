@@ -26,10 +26,13 @@ def save(fig, out: str, name: str) -> str:
 
 
 def loss_curve(losses: dict, out: str, name: str = "loss.png", title: str = "training loss") -> str:
-    """The loss history of consecutive training stages, one colour per stage, on a log scale."""
+    """The loss history of consecutive training stages, one colour per stage (empty ones left out), on a
+    log scale."""
     fig, ax = figure()
     start = 0
     for label, values in losses.items():
+        if not len(values):
+            continue
         ax.semilogy(range(start, start + len(values)), values, label=label)
         start += len(values)
     ax.set_xlabel("step")

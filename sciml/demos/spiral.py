@@ -27,7 +27,7 @@ from sciml.train import Phase, fit
 
 #: training steps: (Adam, L-BFGS)
 FULL_STEPS = (500, 300)
-QUICK_STEPS = (60, 20)
+QUICK_STEPS = (60, 0)
 
 
 def problem(seed: int = 0, dtype=jnp.float64):
@@ -45,11 +45,12 @@ def problem(seed: int = 0, dtype=jnp.float64):
 
 
 def train(loss_fn, params, steps=FULL_STEPS, progress: bool = True):
-    """Adam (learning rate 0.05, decaying tenfold) for ``steps[0]`` steps, then L-BFGS for ``steps[1]``."""
+    """Adam (learning rate 0.05, decaying tenfold) for ``steps[0]`` steps, then L-BFGS for ``steps[1]``
+    (skipped when 0)."""
     n_adam, n_lbfgs = steps
     schedule = optax.exponential_decay(0.05, n_adam, 0.1)
-    return fit(loss_fn, params, [Phase(optax.adam(schedule), n_adam, "Adam"), Phase(optax.lbfgs(), n_lbfgs, "L-BFGS")],
-               progress=progress)
+    phases = [Phase(optax.adam(schedule), n_adam, "Adam"), Phase(optax.lbfgs(), n_lbfgs, "L-BFGS")]
+    return fit(loss_fn, params, [phase for phase in phases if phase.steps], progress=progress)
 
 
 def run(out: str = "sciml-demo-node", quick: bool = False, progress: bool = True, seed: int = 0,

@@ -62,7 +62,7 @@ class UDE:
             raise TypeError("`UDE` needs a stateless `model` (no BatchNorm or Dropout): the vector field must "
                             "depend on the params and u only.")
         for leaf in jax.tree_util.tree_leaves(self.physics):
-            if not jnp.issubdtype(jnp.result_type(leaf), jnp.number):
+            if not _is_number(leaf):
                 raise TypeError(f"`UDE(physics=...)` holds initial values of the physical parameters, numbers "
                                 f"or arrays; got a leaf {leaf!r}.")
 
@@ -96,3 +96,10 @@ def _in_dtype(value, dtype):
     if jnp.iscomplexobj(value) and not jnp.issubdtype(dtype, jnp.complexfloating):
         dtype = jnp.result_type(dtype, jnp.complex64)
     return jnp.asarray(value, dtype)
+
+
+def _is_number(value) -> bool:
+    try:
+        return bool(jnp.issubdtype(jnp.result_type(value), jnp.number))
+    except TypeError:  # a string or another object JAX has no dtype for
+        return False

@@ -1,0 +1,193 @@
+"""`sciml.fit`: it minimises, runs optimizer phases, keeps dtypes, stops on NaN with the last good params,
+and resumes from a checkpoint to exactly the params of an uninterrupted run.
+
+The loss is a small least-squares problem with a known minimiser (the oracle), shared by every test so
+that each optimizer's step compiles once.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import sciml
+
+# least squares |M w - v|^2 + |w_extra|^2 with the minimiser W_STAR = solve(M, v)
+M = np.array([[3.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, 1.5]])
+V = np.array([1.0, -2.0, 0.5])
+W_STAR = np.linalg.solve(M, V)
+
+
+def loss(params):
+    m = jnp.asarray(M, params["w"].dtype)
+    v = jnp.asarray(V, params["w"].dtype)
+    return jnp.sum((m @ params["w"] - v) ** 2) + jnp.sum(params["b"] ** 2)
+
+
+def initial(dtype=jnp.float64):
+    return {"w": jnp.zeros(3, dtype), "b": jnp.ones((2,), dtype)}
+
+
+ADAM = optax.adam(0.05)
+LBFGS = optax.lbfgs()
+PHASES = [sciml.Phase(ADAM, 40, "adam"), sciml.Phase(LBFGS, 15, "lbfgs")]
+
+
+def test_adam_then_lbfgs_reaches_the_minimiser():
+    result = sciml.fit(loss, initial(), PHASES, progress=False)
+    np.testing.assert_allclose(result.params["w"], W_STAR, atol=1e-8)
+    np.testing.assert_allclose(result.params["b"], 0.0, atol=1e-8)
+    assert result.losses.shape == (55,) and result.losses.dtype == np.float64
+    assert result.reason == "completed" and result.steps == 55
+    assert result.losses[-1] < 1e-12 < result.losses[0]
+    np.testing.assert_allclose(result.losses[0], float(loss(initial())))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_dtypes_are_kept_end_to_end(dtype):
+    seen = []
+    result = sciml.fit(loss, initial(dtype), PHASES, progress=False,
+                       callbacks=[lambda info: seen.append((info.loss, jax.tree_util.tree_leaves(info.params)))])
+    for leaf in jax.tree_util.tree_leaves(result.params):
+        assert leaf.dtype == dtype
+    for _, leaves in seen:
+        assert all(leaf.dtype == dtype for leaf in leaves)
+    # every optimizer-state leaf shaped like a parameter (moments, L-BFGS memory) keeps its dtype
+    param_shapes = {leaf.shape for leaf in jax.tree_util.tree_leaves(initial(dtype))}
+    for leaf in jax.tree_util.tree_leaves(result.opt_state):
+        if leaf.ndim and leaf.shape[-1:] in {s[-1:] for s in param_shapes} and jnp.issubdtype(leaf.dtype, jnp.floating):
+            assert leaf.dtype == dtype
+    tolerance = 1e-4 if dtype == jnp.float32 else 1e-8
+    np.testing.assert_allclose(result.params["w"], W_STAR, atol=tolerance)
+
+
+def test_each_phase_compiles_once():
+    traces = []
+
+    def counted(params):
+        traces.append(1)
+        return loss(params)
+
+    sciml.fit(counted, initial(), [sciml.Phase(ADAM, 30)], progress=False)
+    assert len(traces) == 1  # one trace of the value-and-grad for 30 steps
+
+
+def test_a_nonfinite_loss_stops_with_the_last_good_params():
+    def fragile(params):  # finite while w[0] < 0.2, NaN beyond
+        return loss(params) + jnp.where(params["w"][0] < 0.2, 0.0, jnp.nan)
+
+    result = sciml.fit(fragile, initial(), optax.sgd(0.01), steps=500, progress=False)
+    assert result.reason == "nonfinite"
+    assert "non-finite" in result.message and f"step {result.steps}" in result.message
+    assert float(fragile(result.params)) == float(loss(result.params))   # the returned params are good
+    assert np.all(np.isfinite(result.losses)) and len(result.losses) == result.steps
+    assert "learning rate" in result.message
+
+
+def test_a_nonfinite_initial_loss_returns_the_initial_params():
+    result = sciml.fit(lambda p: loss(p) * jnp.nan, initial(), ADAM, steps=5, progress=False)
+    assert result.reason == "nonfinite" and result.steps == 0
+    np.testing.assert_array_equal(result.params["w"], initial()["w"])
+
+
+def test_a_callback_stops_training():
+    result = sciml.fit(loss, initial(), ADAM, steps=100, progress=False, callbacks=[lambda info: info.step == 9])
+    assert result.reason == "callback" and result.steps == 10
+
+
+def test_early_stopping_target_and_patience():
+    target = sciml.fit(loss, initial(), PHASES, progress=False, early_stopping=sciml.EarlyStopping(target=1e-3))
+    assert target.reason == "target" and target.losses[-1] <= 1e-3 < target.losses[-2]
+
+    # SGD with a learning rate that makes the loss oscillate without improving: patience ends the
+    # phase, and the next phase starts from (and the result returns) the best params seen
+    bouncing = optax.sgd(0.35)
+    result = sciml.fit(loss, initial(), [sciml.Phase(bouncing, 200), sciml.Phase(LBFGS, 15)], progress=False,
+                       early_stopping=sciml.EarlyStopping(patience=5))
+    assert result.steps < 215
+    np.testing.assert_allclose(result.params["w"], W_STAR, atol=1e-8)
+
+
+def _interrupt_at(step):
+    def callback(info):
+        if info.step == step:
+            raise KeyboardInterrupt
+    return callback
+
+
+@pytest.mark.parametrize("interrupt", [17, 48])  # inside the Adam phase, inside the L-BFGS phase
+def test_interrupted_and_resumed_training_ends_at_the_same_bits(tmp_path, interrupt):
+    reference = sciml.fit(loss, initial(), PHASES, progress=False)
+    path = tmp_path / "fit.safetensors"
+    stopped = sciml.fit(loss, initial(), PHASES, progress=False, checkpoint=path, checkpoint_every=5,
+                        callbacks=[_interrupt_at(interrupt)])
+    assert stopped.reason == "interrupted" and "resume=True" in stopped.message
+    resumed = sciml.fit(loss, initial(), PHASES, progress=False, checkpoint=path, resume=True)
+    for a, b in zip(jax.tree_util.tree_leaves(resumed.params), jax.tree_util.tree_leaves(reference.params)):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    np.testing.assert_array_equal(resumed.losses, reference.losses)
+    for a, b in zip(jax.tree_util.tree_leaves(resumed.opt_state), jax.tree_util.tree_leaves(reference.opt_state)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resume_without_a_checkpoint_starts_fresh_and_checkpoints_are_periodic(tmp_path):
+    path = tmp_path / "new.safetensors"
+    writes = []
+
+    def watch(info):
+        if os.path.exists(path):
+            writes.append((info.step, os.stat(path).st_mtime_ns))
+
+    result = sciml.fit(loss, initial(), ADAM, steps=12, progress=False, checkpoint=path, checkpoint_every=4,
+                       resume=True, callbacks=[watch])
+    assert result.steps == 12 and path.exists()
+    assert [step for step, _ in writes][0] == 4   # first written after 4 steps
+    meta = sciml.io.read_metadata(path)
+    assert meta["phase"] == 1 and meta["format"] == "sciml.fit/1"
+
+
+def test_a_corrupted_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "fit.safetensors"
+    sciml.fit(loss, initial(), ADAM, steps=3, progress=False, checkpoint=path)
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF                                   # flip bits inside a tensor
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum|corrupt"):
+        sciml.fit(loss, initial(), ADAM, steps=3, progress=False, checkpoint=path, resume=True)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=str(path.name)):
+        sciml.fit(loss, initial(), ADAM, steps=3, progress=False, checkpoint=path, resume=True)
+
+
+def test_a_checkpoint_for_other_params_or_optimizers_is_refused(tmp_path):
+    path = tmp_path / "fit.safetensors"
+    sciml.fit(loss, initial(), ADAM, steps=3, progress=False, checkpoint=path)
+    with pytest.raises(ValueError, match="do not match the `params`"):
+        sciml.fit(loss, initial(jnp.float32), ADAM, steps=3, progress=False, checkpoint=path, resume=True)
+    with pytest.raises(ValueError, match="phases"):
+        sciml.fit(loss, initial(), PHASES, progress=False, checkpoint=path, resume=True)
+    with pytest.raises(ValueError, match="optimizer state"):
+        sciml.fit(loss, initial(), LBFGS, steps=3, progress=False, checkpoint=path, resume=True)
+    sciml.save(path, {"w": jnp.ones(2)})
+    with pytest.raises(ValueError, match="not a `fit` checkpoint"):
+        sciml.fit(loss, initial(), ADAM, steps=3, progress=False, checkpoint=path, resume=True)
+
+
+def test_bad_arguments_say_what_to_pass():
+    with pytest.raises(ValueError, match="`steps` must be a positive int"):
+        sciml.fit(loss, initial(), ADAM, steps=0)
+    with pytest.raises(ValueError, match="empty"):
+        sciml.fit(loss, initial(), [])
+    with pytest.raises(TypeError, match="optax optimizer"):
+        sciml.fit(loss, initial(), [("adam", 3)])
+
+
+def test_the_progress_bar_shows_the_loss(capsys):
+    sciml.fit(loss, initial(), [sciml.Phase(ADAM, 3, "warm-up")], progress=True)
+    err = capsys.readouterr().err
+    assert "warm-up" in err and "loss=" in err and "step/s" in err
