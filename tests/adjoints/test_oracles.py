@@ -75,9 +75,11 @@ def test_linear_system_gradient_matches_the_closed_form(method):
     assert rel_error(gradient("linear20", method, "float64"), linear_exact_gradient()) <= 1e-7
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("problem", list(PROBLEMS))
-@pytest.mark.parametrize("method", METHODS[1:] + CHECKPOINTED, ids=IDS)
+_MATRIX = [(m, p, d) for m in METHODS[1:] + CHECKPOINTED for p in PROBLEMS for d in ("float64", "float32")
+           if m not in CHECKPOINTED or d == "float64" or p == "lotka_volterra"]  # checkpoints: float32 on one
+
+
+@pytest.mark.parametrize("method, problem, dtype", _MATRIX, ids=lambda x: repr(x) if isinstance(x, A.AbstractAdjoint) else x)
 def test_gradient_matches_direct_and_keeps_the_dtype(method, problem, dtype):
     g = gradient(problem, method, dtype)
     reference = gradient(problem, A.Direct(), dtype)
