@@ -210,3 +210,16 @@ def test_default_adjoint_gives_the_gradient():
     g = jax.grad(lambda k: sciml.solve(lambda t, y, k: -k * y, jnp.ones(1), (0.0, 1.0), args=k, rtol=1e-10,
                                        atol=1e-10).ys[-1, 0])(2.0)
     np.testing.assert_allclose(float(g), -np.exp(-2.0), rtol=1e-8)
+
+
+@pytest.mark.parametrize("method", CONTINUOUS, ids=repr)
+def test_a_failed_backward_solve_gives_nan_gradients_not_wrong_ones(method):
+    """The forward solve needs a few steps; the backward one must land on all 40 save times, more than
+    `max_steps=20` allows."""
+    def loss(k):
+        sol = sciml.solve(lambda t, y, k: -k * y, jnp.ones(1), (0.0, 1.0), args=k, saveat=jnp.linspace(0.05, 1, 40),
+                          max_steps=20, adjoint=method)
+        return jnp.sum(sol.ys)
+
+    assert np.isfinite(float(loss(0.5)))
+    assert np.isnan(float(jax.grad(loss)(0.5)))
