@@ -342,10 +342,14 @@ def trajectory_refit(known: Callable, library: PolynomialLibrary, ts, ys, *, fit
     Args:
         known: ``known(t, u) -> du/dt``, the physics outside the library (parameters bound).
         library: the candidate terms.
-        ts, ys: the measurements, shapes ``(m,)`` and ``(m, n)``.
+        ts: times of the measurements, shape ``(m,)``.
+        ys: the measured states, shape ``(m, n)``.
         fit_y0: also fit the initial state (starting from ``ys[0]``), so that a noisy first point
             does not bias the coefficients.
-        solver, rtol, atol, max_steps: as for :func:`sciml.solve`.
+        solver: as for :func:`sciml.solve`.
+        rtol: relative tolerance of the solves.
+        atol: absolute tolerance of the solves.
+        max_steps: bound on step attempts per solve.
 
     Returns:
         ``refit(support, coefficients) -> Refit``, with the coefficients' standard errors from the

@@ -36,7 +36,11 @@ def single_shooting(f: Callable, params: Any, ts, ys, y0=None, *, solver=None, a
         ys: data, shape ``(m, n)``.
         y0: initial state; default ``ys[0]``. Pass a trained value (e.g. ``params["u0"]``) when the
             first data point is noisy.
-        solver, adjoint, rtol, atol, max_steps: as for :func:`sciml.solve`.
+        solver: as for :func:`sciml.solve` (default ``Tsit5()``).
+        adjoint: as for :func:`sciml.solve` (default ``Auto()``).
+        rtol: relative tolerance of the solve.
+        atol: absolute tolerance of the solve.
+        max_steps: bound on step attempts; more make the loss NaN.
 
     Returns:
         A scalar in the dtype of the solution.
@@ -93,11 +97,18 @@ def multiple_shooting(f: Callable, params: Any, ts, ys, group_size: int, *, cont
     trajectory as training goes on.
 
     Args:
-        f, params, ts, ys: as for :func:`single_shooting`.
+        f: the vector field ``f(t, y, params)``.
+        params: its parameters.
+        ts: times of the data, shape ``(m,)``, sorted.
+        ys: data, shape ``(m, n)``.
         group_size: points per segment (>= 2).
         continuity: weight of the continuity penalty.
         nodes: optional segment initial states, shape ``(len(segments(m, group_size)), n)``.
-        solver, adjoint, rtol, atol, max_steps: as for :func:`sciml.solve`.
+        solver: as for :func:`sciml.solve`.
+        adjoint: as for :func:`sciml.solve`.
+        rtol: relative tolerance of the solves.
+        atol: absolute tolerance of the solves.
+        max_steps: bound on step attempts per segment.
 
     Example:
         >>> import jax.numpy as jnp, sciml
@@ -187,7 +198,9 @@ def collocation(f: Callable, params: Any, t, u, du) -> jax.Array:
     Args:
         f: the vector field ``f(t, y, params)`` for one state ``y`` of shape ``(n,)``.
         params: its parameters.
-        t, u, du: collocation times ``(k,)``, states ``(k, n)`` and derivatives ``(k, n)``.
+        t: collocation times, shape ``(k,)``.
+        u: states there, shape ``(k, n)``.
+        du: their estimated time derivatives, shape ``(k, n)``.
 
     Example:
         >>> import numpy as np, sciml

@@ -217,6 +217,7 @@ def _train(loss_fn, run: _Run, phases, progress, callbacks, early, path, every) 
             phase = phases[run.phase]
             step = _compiled_step(loss_fn, phase.optimizer, _uses_linesearch(run.state))
             with _progress_bar(progress, phase, run) as bar:
+                bar.set_postfix(status="compiling")   # the first step compiles (unless cached)
                 while run.phase_step < phase.steps:
                     new_params, new_state, value, finite = step(run.params, run.state)
                     loss = float(value)
@@ -318,9 +319,9 @@ class _progress_bar:
         if self.bar is not None:
             self.bar.update(n)
 
-    def set_postfix(self, **kw):
+    def set_postfix(self, refresh=True, **kw):
         if self.bar is not None:
-            self.bar.set_postfix(**kw)
+            self.bar.set_postfix(refresh=refresh, **kw)
 
 
 # -- checkpoints -----------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ class NeuralODE(Layer):
         adjoint: a sensitivity method from ``sciml.adjoints`` (default ``Auto()``).
         saveat: times inside ``t_span`` at which to return the state, or ``None`` for ``y(t1)`` only.
         augment: number of zero-initialised extra state dimensions.
-        rtol, atol: tolerances of the adaptive solver.
+        rtol: relative tolerance of the adaptive solver.
+        atol: absolute tolerance of the adaptive solver.
         max_steps: bound on step attempts per solve.
 
     Parameters:
