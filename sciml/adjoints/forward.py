@@ -16,6 +16,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sciml.adjoints._base import AbstractAdjoint, hoist_closure, resolved_dt0, split_differentiable
 from sciml.adjoints._controlled import Controlled
@@ -98,6 +99,4 @@ def _instantiate(t, x):
 
 
 def _float0(x):
-    import numpy as np
-
     return np.zeros(np.shape(x), dtype=jax.dtypes.float0)
