@@ -183,7 +183,8 @@ def _positive(n, name):
 
 def _strong(tree):
     """The same values with strong (non-weak) dtypes, so that every step has one compiled signature."""
-    return jax.tree_util.tree_map(lambda x: jnp.asarray(x, getattr(x, "dtype", None)), tree)
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(x, x.dtype if hasattr(x, "dtype") else jnp.result_type(x)),
+                                  tree)
 
 
 def _uses_linesearch(state) -> bool:
@@ -211,7 +212,7 @@ def _compiled_step(loss_fn, optimizer, linesearch: bool):
 
 
 def _train(loss_fn, run: _Run, phases, progress, callbacks, early, path, every) -> FitResult:
-    reason, message, last_good = "completed", "", None
+    last_good, ended = None, []
     try:
         while run.phase < len(phases):
             phase = phases[run.phase]
@@ -241,17 +242,18 @@ def _train(loss_fn, run: _Run, phases, progress, callbacks, early, path, every) 
                         reason = "target"
                         message = f"the loss reached the target {early.target:g} at step {info.step}."
                         return _finish(run, reason, message, path, early)
+                    if verdict == "patience":  # the phase is over (a checkpoint written now says so)
+                        ended.append(f"{phase.label(run.phase)} ended at step {info.step} (no improvement for "
+                                     f"{early.patience} steps)")
+                        run.phase_step = phase.steps
                     if path is not None and len(run.losses) % every == 0:
                         _save(path, run, phases)
-                    if verdict == "patience":
-                        message = (f"{phase.label(run.phase)}: no improvement for {early.patience} steps "
-                                   f"(early stopping) at step {info.step}.")
-                        break
             _next_phase(run, phases, early)
     except KeyboardInterrupt:
         where = f"; resume with `fit(..., checkpoint={path!r}, resume=True)`" if path else ""
         return _finish(run, "interrupted", f"interrupted at step {len(run.losses)}{where}.", path, early)
-    return _finish(run, reason, message or f"completed {len(run.losses)} steps.", path, early)
+    early_ends = f"; {'; '.join(ended)}" if ended else ""
+    return _finish(run, "completed", f"completed {len(run.losses)} steps{early_ends}.", path, early)
 
 
 def _early_stop(early: EarlyStopping | None, run: _Run, loss: float, params) -> str | None:

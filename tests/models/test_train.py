@@ -8,6 +8,7 @@ that each optimizer's step compiles once.
 from __future__ import annotations
 
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -109,8 +110,27 @@ def test_early_stopping_target_and_patience():
     bouncing = optax.sgd(0.35)
     result = sciml.fit(loss, initial(), [sciml.Phase(bouncing, 200), sciml.Phase(LBFGS, 15)], progress=False,
                        early_stopping=sciml.EarlyStopping(patience=5))
-    assert result.steps < 215
+    assert result.steps < 215 and "phase 1 ended at step" in result.message
     np.testing.assert_allclose(result.params["w"], W_STAR, atol=1e-8)
+
+
+def test_resuming_across_an_early_stop_ends_at_the_same_bits(tmp_path):
+    phases = [sciml.Phase(optax.sgd(0.35), 200), sciml.Phase(LBFGS, 15)]
+    early = sciml.EarlyStopping(patience=5)
+    reference = sciml.fit(loss, initial(), phases, progress=False, early_stopping=early)
+    ended = int(reference.message.split("ended at step ")[1].split(" ")[0])
+    path, kept = tmp_path / "early.safetensors", tmp_path / "killed.safetensors"
+
+    def kill_after_the_early_stop(info):   # as if the process died right after step `ended` was saved
+        if info.step == ended + 1:
+            shutil.copyfile(path, kept)
+            raise KeyboardInterrupt
+
+    sciml.fit(loss, initial(), phases, progress=False, early_stopping=early, checkpoint=path, checkpoint_every=1,
+              callbacks=[kill_after_the_early_stop])
+    resumed = sciml.fit(loss, initial(), phases, progress=False, early_stopping=early, checkpoint=kept, resume=True)
+    np.testing.assert_array_equal(resumed.losses, reference.losses)
+    assert np.asarray(resumed.params["w"]).tobytes() == np.asarray(reference.params["w"]).tobytes()
 
 
 def _interrupt_at(step):
