@@ -79,3 +79,22 @@ def test_stiff_gradient_matches_finite_differences_and_direct(method, problem):
     directional = float(np.dot(flat(g), flat(v)))
     assert abs(directional - fd) <= 1e-5 * abs(fd), (directional, fd)
     assert rel_error(g, _gradient(problem, A.Direct())) <= 1e-5
+
+
+def _stiff_linear(t, y, k):
+    return jnp.stack([-k[0] * y[0] + k[1] * y[1], k[0] * y[0] - k[1] * y[1] - 50.0 * y[1]])
+
+
+@pytest.mark.slow
+def test_backsolve_is_unstable_on_stiff_problems_where_interpolating_is_not():
+    """What the docs warn of: re-solving a stiff state backward amplifies its fast decaying mode."""
+    def loss(k, method):
+        sol = sciml.solve(_stiff_linear, jnp.array([1.0, 0.0]), (0.0, 2.0), args=k, solver=S.Rodas5P(),
+                          saveat=jnp.array([0.5, 1.0, 2.0]), rtol=1e-8, atol=1e-8, adjoint=method)
+        return jnp.sum(sol.ys)
+
+    k = jnp.array([1.0, 2.0])
+    grad = jax.jit(jax.grad(loss), static_argnums=1)
+    exact = grad(k, A.Forward())
+    assert rel_error(grad(k, A.Interpolating()), exact) <= 1e-4
+    assert rel_error(grad(k, A.Backsolve()), exact) > 1e3
