@@ -1,5 +1,5 @@
-"""`sciml.UDE`: known physics plus a network as one vector field, differentiable with every solver family
-and every adjoint (checked against central finite differences in float64)."""
+"""`sciml.UDE`: known physics plus a network as one vector field, differentiable with every adjoint, explicit
+and stiff (checked against central finite differences in float64)."""
 
 from __future__ import annotations
 
@@ -52,14 +52,15 @@ def test_the_physics_parameter_alone_is_recovered_by_fit():
     ts = jnp.linspace(0.0, 2.0, 9)
     data = jnp.exp(-0.4 * ts)[:, None] * jnp.ones(2)
     params = frozen.init(jax.random.key(0), jnp.float64)
-    result = sciml.fit(lambda p: sciml.losses.single_shooting(frozen, p, ts, data), params,
-                       [sciml.Phase(optax.lbfgs(), 20)], progress=False)
-    np.testing.assert_allclose(result.params["physics"]["k"], 0.4, rtol=1e-6)
+    result = sciml.fit(lambda p: sciml.losses.single_shooting(frozen, p, ts, data), params, optax.adam(0.05),
+                       steps=300, progress=False)
+    np.testing.assert_allclose(result.params["physics"]["k"], 0.4, rtol=1e-5)
 
 
-# Every adjoint, each paired with a different solver family (explicit, stiff Rosenbrock, ESDIRK, BDF).
-PAIRS = [(S.Tsit5(), A.Direct()), (S.Dopri5(), A.Backsolve()), (S.Vern7(), A.Quadrature()),
-         (S.Rodas5P(), A.Interpolating()), (S.Kvaerno5(), A.Forward()), (S.BDF(), A.Auto())]
+# Every adjoint (each takes the UDE's params and closure its own way); the stiff path with Rodas5P.
+# The solvers themselves are checked against every adjoint in tests/adjoints.
+PAIRS = [(S.Tsit5(), A.Direct()), (S.Tsit5(), A.Backsolve()), (S.Tsit5(), A.Quadrature()),
+         (S.Tsit5(), A.Forward()), (S.Rodas5P(), A.Interpolating())]
 
 
 @pytest.mark.slow
