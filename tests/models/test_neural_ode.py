@@ -9,6 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import scipy.linalg
 
@@ -118,3 +119,23 @@ def test_an_unknown_solver_in_a_description_is_refused():
     config["fields"]["solver"] = {"__tuple__": ["os.system", {"__tuple__": []}]}
     with pytest.raises(ValueError, match="cannot rebuild the solver"):
         L.from_config(config)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_training_keeps_the_dtype_end_to_end(dtype):
+    """fit a NeuralODE to its own linear target: loss, params, gradients and optimizer state stay `dtype`."""
+    node = sciml.NeuralODE(L.Dense(2, 2, use_bias=False), t_span=(0.0, 1.0), saveat=SAVE)
+    params = {"model": {"weight": jnp.zeros((2, 2), dtype)}}
+    y0 = jnp.asarray([1.0, 0.5], dtype)
+    target = jnp.asarray(np.stack([exact(np.asarray([1.0, 0.5]), t) for t in SAVE]), dtype)
+
+    def loss(p):
+        return jnp.mean((node(p, y0) - target) ** 2)
+
+    assert loss(params).dtype == dtype
+    assert jax.grad(loss)(params)["model"]["weight"].dtype == dtype
+    result = sciml.fit(loss, params, optax.adam(0.05), steps=60, progress=False)
+    assert result.params["model"]["weight"].dtype == dtype
+    assert all(leaf.dtype == dtype for leaf in jax.tree_util.tree_leaves(result.opt_state)
+               if jnp.issubdtype(leaf.dtype, jnp.floating))
+    assert result.losses[-1] < 0.1 * result.losses[0]
