@@ -11,6 +11,11 @@ there are. What the augmented state holds is each method's choice:
 * Interpolating: ``[a, gp]`` with ``y`` read from the forward dense output;
 * Quadrature: ``[a]``; ``gp`` is computed afterwards by quadrature.
 
+The augmented state has the state's dtype (``sciml.solve`` already widened it to whatever ``f``
+returns for the parameters), so a float32 solve is differentiated in float32; each parameter's
+gradient is cast to that parameter's dtype at the end. (Values ``f`` closes over that are not
+parameters, such as the time direction in the time dtype, must not widen it.)
+
 ``continuous_adjoint`` builds the ``jax.custom_vjp`` shared by all three from a method's forward and
 backward halves.
 """
@@ -163,8 +168,3 @@ def continuous_adjoint(forward, backward, primal=None):
 
 def succeeded(res: LoopResult) -> jax.Array:
     return res.status == Status.SUCCESS
-
-
-def param_dtype(y0, p_diff):
-    """The dtype of the augmented adjoint state: the state's, widened by the parameters' (never lowered)."""
-    return jnp.result_type(y0.dtype, *[jnp.result_type(x) for x in p_diff])

@@ -15,7 +15,7 @@ import dataclasses
 import jax.numpy as jnp
 
 from sciml.adjoints._backward import (Backward, adjoint_field, augmented_tolerance, continuous_adjoint,
-                                      pad_jumps, param_dtype, ravel_list, save_jumps, solve_backward,
+                                      pad_jumps, ravel_list, save_jumps, solve_backward,
                                       succeeded)
 from sciml.adjoints._base import AbstractAdjoint, hoist_closure, no_events, no_step_records, split_differentiable
 from sciml.solvers._loop import integrate
@@ -61,7 +61,7 @@ def _backward(seminorm, cfg, g, problem, res, saved, a_end, ct_ys):
     s_end, y_end, _ = res
     p_diff, p_join, _ = split_differentiable(problem.params)
     n = y_end.shape[0]
-    dtype = param_dtype(y_end, p_diff)
+    dtype = y_end.dtype
     zeros_p, unravel = ravel_list([jnp.zeros_like(x) for x in p_diff], dtype)
     n_p = zeros_p.shape[0]
     tau, values, at_hi = save_jumps(problem.s_ts, ct_ys, problem.s0, s_end)

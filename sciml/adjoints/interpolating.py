@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from sciml.adjoints import _checkpoint as C
 from sciml.adjoints._backward import (Backward, adjoint_field, augmented_tolerance, continuous_adjoint,
-                                      pad_jumps, param_dtype, ravel_list, save_jumps, solve_backward,
+                                      pad_jumps, ravel_list, save_jumps, solve_backward,
                                       succeeded)
 from sciml.adjoints._base import AbstractAdjoint, hoist_closure, no_events, no_step_records, split_differentiable
 from sciml.solvers._base import evaluate_dense
@@ -80,7 +80,7 @@ def backward_interval(cfg, g, problem, rec, a, gp, lo, hi, ct_ys):
 
 def _start(problem, y_end):
     p_diff, _, _ = split_differentiable(problem.params)
-    dtype = param_dtype(y_end, p_diff)
+    dtype = y_end.dtype
     zeros_p, unravel = ravel_list([jnp.zeros_like(x) for x in p_diff], dtype)
     return zeros_p, unravel
 

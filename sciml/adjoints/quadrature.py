@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from sciml.adjoints._backward import (Backward, adjoint_field, continuous_adjoint, param_dtype, ravel_list,
+from sciml.adjoints._backward import (Backward, adjoint_field, continuous_adjoint, ravel_list,
                                       save_jumps, solve_backward, succeeded)
 from sciml.adjoints._base import AbstractAdjoint, hoist_closure, no_events, no_step_records, split_differentiable
 from sciml.adjoints.interpolating import _forward as _forward_dense
@@ -63,7 +63,7 @@ class Quadrature(AbstractAdjoint):
 def _backward(q, cfg, g, problem, res, rec, a_end, ct_ys):
     s_end, y_end, _ = res
     p_diff, p_join, _ = split_differentiable(problem.params)
-    dtype = param_dtype(y_end, p_diff)
+    dtype = y_end.dtype
     _, unravel = ravel_list([jnp.zeros_like(x) for x in p_diff], dtype)
     tau, values, at_hi = save_jumps(problem.s_ts, ct_ys, problem.s0, s_end)
     field = adjoint_field(g, p_join, y_end.shape[0], a_end.dtype, y_of=lambda s: evaluate_dense(*rec, s),

@@ -223,3 +223,20 @@ def test_a_failed_backward_solve_gives_nan_gradients_not_wrong_ones(method):
 
     assert np.isfinite(float(loss(0.5)))
     assert np.isnan(float(jax.grad(loss)(0.5)))
+
+
+@pytest.mark.parametrize("method", ALL, ids=repr)
+def test_float32_state_with_float64_times_differentiates_each_in_its_own_dtype(method):
+    """y(t) = y0 exp(-k t): the state and its parameters stay float32, the time endpoint float64."""
+    def loss(y0, k, t1):
+        sol = sciml.solve(lambda t, y, k: -k * y, y0, (jnp.float64(0.0), t1), args=k,
+                          saveat=jnp.array([0.3, 0.6], jnp.float64), rtol=1e-6, atol=1e-6, adjoint=method)
+        return jnp.sum(sol.ys) + jnp.sum(sol.y_final)
+
+    y0, k, t1 = jnp.ones(2, jnp.float32), jnp.float32(0.7), jnp.float64(1.0)
+    g_y0, g_k, g_t1 = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(y0, k, t1)
+    assert g_y0.dtype == jnp.float32 and g_k.dtype == jnp.float32 and g_t1.dtype == jnp.float64
+    ts = np.array([0.3, 0.6, 1.0])   # the save times and t1
+    np.testing.assert_allclose(np.asarray(g_y0), np.sum(np.exp(-0.7 * ts)), rtol=1e-4)
+    np.testing.assert_allclose(float(g_k), -2 * np.sum(ts * np.exp(-0.7 * ts)), rtol=1e-4)
+    np.testing.assert_allclose(float(g_t1), -2 * 0.7 * np.exp(-0.7), rtol=1e-4)
