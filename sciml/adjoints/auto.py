@@ -33,7 +33,8 @@ class Auto(AbstractAdjoint):
 
     1. ``n + p <= forward_limit`` (100): ``Forward`` -- a handful of tangent directions is cheapest,
        and it also serves ``jax.jvp``/``jax.jacfwd``/``jax.hessian``.
-    2. ``events`` or ``saveat="steps"``/``"dense"``: ``Direct`` (the continuous adjoints refuse them).
+    2. ``events`` or ``saveat="steps"``/``"dense"``: ``Direct`` (the continuous adjoints refuse them);
+       ``Forward`` for a multistep solver (BDF), whose steps ``Direct`` cannot replay one at a time.
     3. A stiff solver: ``Quadrature`` if ``p > n`` (the backward stiff solve stays ``n``-dimensional),
        else ``Interpolating`` (stable: the state is read from the forward solution, never re-solved
        backward).
@@ -64,6 +65,9 @@ class Auto(AbstractAdjoint):
             return Forward(), f"Forward: n + p = {n} + {p} <= {self.forward_limit}, few tangent directions"
         if events or isinstance(saveat, str):
             what = "events" if events else f"saveat={saveat!r}"
+            if getattr(solver, "multistep", False):
+                return Forward(), (f"Forward: {what} need a discrete adjoint, and {type(solver).__name__} is "
+                                   f"multistep (Direct replays single steps)")
             return Direct(), f"Direct: {what} need a discrete adjoint (n = {n}, p = {p})"
         if stiff and p > n:
             return Quadrature(), (f"Quadrature: stiff solver and p = {p} > n = {n}; the backward stiff solve "

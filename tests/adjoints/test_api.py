@@ -180,7 +180,9 @@ def _mlp_params(width):
     (jnp.ones(2), _mlp_params(64), S.Tsit5(), {"events": True}, A.Direct()),
     (jnp.ones(2), _mlp_params(64), _Stiff(), {"saveat": "dense"}, A.Direct()),
     (jnp.ones(1000), jnp.ones(10), S.Tsit5(), {"max_steps": 10 ** 6}, A.Direct(checkpoints=1000)),
-], ids=["few-params", "neural-ode", "stiff", "stiff-many-params", "events", "dense", "memory"])
+    (jnp.ones(2), _mlp_params(64), S.BDF(), {"events": True}, A.Forward()),
+], ids=["few-params", "neural-ode", "stiff", "stiff-many-params", "events", "dense", "memory",
+        "events-multistep"])
 def test_auto_choice_and_its_one_line_reason(y0, args, solver, kw, expected):
     method, reason = A.Auto().choose(None, y0, args, solver, **kw)
     assert method == expected
