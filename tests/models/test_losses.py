@@ -6,6 +6,8 @@ in closed form; the vector field takes ``w`` as its params.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,30 +50,39 @@ def test_segments_cover_the_record_with_equal_lengths(m, group, starts):
     assert got[-1] + group == m and np.all(np.diff(got) <= group - 1)
 
 
+STARTS = losses.segments(len(TS), 6)
+
+
+@jax.jit
+@functools.partial(jax.value_and_grad, argnums=(0, 1))
+def multiple(w, nodes):
+    """Multiple shooting with explicit nodes and its gradient (one compile for every test here)."""
+    return losses.multiple_shooting(oscillator, w, TS, DATA, group_size=6, continuity=10.0, nodes=nodes,
+                                    rtol=1e-10, atol=1e-10)
+
+
 def test_multiple_shooting_fit_and_continuity_terms():
-    assert float(losses.multiple_shooting(oscillator, W_TRUE, TS, DATA, group_size=6, rtol=1e-10, atol=1e-10)) < 1e-16
+    assert float(multiple(W_TRUE, DATA[STARTS])[0]) < 1e-16
     # Wrong frequency, segments start from the data: the fit term is the segment-wise error and the
-    # continuity term compares each segment's end with the next data point.
+    # continuity term compares each segment's end with the next segment's start.
     w = 1.2
-    starts = losses.segments(len(TS), 6)
-    pred = [exact(TS[s:s + 6] - TS[s], w, tuple(DATA[s])) for s in starts]
-    fit = np.mean([(p - DATA[s:s + 6]) ** 2 for p, s in zip(pred, starts)])
-    jump = np.mean([(p[-1] - DATA[s + 5]) ** 2 for p, s in zip(pred[:-1], starts[:-1])])
-    got = losses.multiple_shooting(oscillator, w, TS, DATA, group_size=6, continuity=10.0, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(got, fit + 10.0 * jump, rtol=1e-7)
+    pred = [exact(TS[s:s + 6] - TS[s], w, tuple(DATA[s])) for s in STARTS]
+    fit = np.mean([(p - DATA[s:s + 6]) ** 2 for p, s in zip(pred, STARTS)])
+    jump = np.mean([(p[-1] - DATA[s + 5]) ** 2 for p, s in zip(pred[:-1], STARTS[:-1])])
+    np.testing.assert_allclose(multiple(w, DATA[STARTS])[0], fit + 10.0 * jump, rtol=1e-7)
 
 
 def test_multiple_shooting_with_trainable_nodes_gets_their_gradient():
-    starts = losses.segments(len(TS), 6)
-    nodes = jnp.asarray(DATA[starts]) + 0.1
-
-    def loss(n):
-        return losses.multiple_shooting(oscillator, W_TRUE, TS, DATA, group_size=6, nodes=n)
-
-    grad = jax.grad(loss)(nodes)
-    assert grad.shape == nodes.shape and np.all(np.abs(grad) > 0)
+    nodes = jnp.asarray(DATA[STARTS]) + 0.1
+    _, (grad_w, grad_nodes) = multiple(W_TRUE, nodes)
+    assert grad_nodes.shape == nodes.shape and np.all(np.abs(grad_nodes) > 0) and grad_w != 0
+    # the gradient with respect to the nodes, checked along one direction by central differences
+    direction = np.random.default_rng(0).standard_normal(nodes.shape)
+    eps = 1e-6
+    fd = (multiple(W_TRUE, nodes + eps * direction)[0] - multiple(W_TRUE, nodes - eps * direction)[0]) / (2 * eps)
+    np.testing.assert_allclose(np.sum(grad_nodes * direction), fd, rtol=1e-5)
     with pytest.raises(ValueError, match="one initial state per segment"):
-        loss(nodes[:2])
+        losses.multiple_shooting(oscillator, W_TRUE, TS, DATA, group_size=6, nodes=nodes[:2])
 
 
 def test_smooth_and_collocation_on_noisy_data():
