@@ -10,6 +10,7 @@ This is the recipe behind ``sciml demo node`` and ``examples/spiral_neural_ode.p
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -47,10 +48,15 @@ def problem(seed: int = 0, dtype=jnp.float64):
 def train(loss_fn, params, steps=FULL_STEPS, progress: bool = True):
     """Adam (learning rate 0.05, decaying tenfold) for ``steps[0]`` steps, then L-BFGS for ``steps[1]``
     (skipped when 0)."""
-    n_adam, n_lbfgs = steps
+    return fit(loss_fn, params, _phases(*steps), progress=progress)
+
+
+@functools.lru_cache(maxsize=8)
+def _phases(n_adam: int, n_lbfgs: int) -> tuple[Phase, ...]:
+    """The optimizers, made once per schedule: `fit` reuses its compiled step for the same objects."""
     schedule = optax.exponential_decay(0.05, n_adam, 0.1)
-    phases = [Phase(optax.adam(schedule), n_adam, "Adam"), Phase(optax.lbfgs(), n_lbfgs, "L-BFGS")]
-    return fit(loss_fn, params, [phase for phase in phases if phase.steps], progress=progress)
+    phases = (Phase(optax.adam(schedule), n_adam, "Adam"), Phase(optax.lbfgs(), n_lbfgs, "L-BFGS"))
+    return tuple(phase for phase in phases if phase.steps)
 
 
 def run(out: str = "sciml-demo-node", quick: bool = False, progress: bool = True, seed: int = 0,
