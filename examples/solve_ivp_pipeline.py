@@ -57,8 +57,9 @@ def main():
 
     fig, ax = _plot.figure(width=5.5, height=5.0)
     for k in range(len(starts)):
-        ax.plot(ref[k, :, 0], ref[k, :, 1], "-", color="0.6", lw=3, label="scipy.integrate.solve_ivp" if k == 0 else None)
-        ax.plot(ours[k, :, 0], ours[k, :, 1], "--", color="C3", lw=1.2, label="sciml.solve_ivp" if k == 0 else None)
+        first = k == 0
+        ax.plot(ref[k, :, 0], ref[k, :, 1], "-", color="0.6", lw=3, label="scipy.integrate.solve_ivp" if first else None)
+        ax.plot(ours[k, :, 0], ours[k, :, 1], "--", color="C3", lw=1.2, label="sciml.solve_ivp" if first else None)
     ax.plot(starts[:, 0], starts[:, 1], "ko", ms=3, label="initial states")
     ax.set_xlabel("y1")
     ax.set_ylabel("y2")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -189,7 +189,9 @@ class Equations:
                     value = f"({value} ± {self.stderr[i, j]:.2g})"
                 parts.append(("- " if c < 0 else "+ ") + value + ("" if name == "1" else f" {name}"))
             rhs = " ".join(parts) if parts else "0"
-            lines.append(f"{lhs} = {rhs[2:] if rhs.startswith('+ ') else '-' + rhs[2:] if rhs.startswith('- ') else rhs}")
+            if parts:  # the first sign is written without the space: "-0.9 x*y", "1.3 x"
+                rhs = rhs[2:] if rhs.startswith("+ ") else "-" + rhs[2:]
+            lines.append(f"{lhs} = {rhs}")
         return "\n".join(lines)
 
 

@@ -13,7 +13,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import sciml
 from sciml import losses
 
 TS = np.linspace(0.0, 4.0, 21)
