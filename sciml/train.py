@@ -120,6 +120,7 @@ def fit(loss_fn: Callable[[Any], jax.Array], params: Any, optimizer=None, steps:
 
     Raises:
         ValueError: for a corrupted checkpoint, or one written for other params or optimizers.
+        FileNotFoundError: when the directory of ``checkpoint`` does not exist.
 
     Example:
         >>> import jax.numpy as jnp, optax, sciml
@@ -135,6 +136,9 @@ def fit(loss_fn: Callable[[Any], jax.Array], params: Any, optimizer=None, steps:
     phases = _phases(optimizer, steps)
     if checkpoint_every < 1:
         raise ValueError(f"`checkpoint_every` must be >= 1; got {checkpoint_every}.")
+    if checkpoint is not None and not os.path.isdir(os.path.dirname(os.path.abspath(checkpoint))):
+        raise FileNotFoundError(f"`checkpoint={os.fspath(checkpoint)!r}`: its directory does not exist; create it "
+                                f"first (checked now rather than at the first checkpoint).")
     params = _strong(params)
     run = _Run(phases=phases, params=params, state=_strong(phases[0].optimizer.init(params)))
     if checkpoint is not None and resume and os.path.exists(checkpoint):

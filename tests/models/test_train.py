@@ -205,6 +205,8 @@ def test_bad_arguments_say_what_to_pass():
         sciml.fit(loss, initial(), [])
     with pytest.raises(TypeError, match="optax optimizer"):
         sciml.fit(loss, initial(), [("adam", 3)])
+    with pytest.raises(FileNotFoundError, match="directory does not exist"):
+        sciml.fit(loss, initial(), ADAM, steps=3, checkpoint="/no/such/directory/fit.safetensors")
 
 
 def test_the_progress_bar_shows_the_loss(capsys):
