@@ -4,7 +4,8 @@ Workloads (float64, Tsit5 / diffrax Tsit5 / scipy RK45, rtol = atol = 1e-6, t in
   * final state only, and 101 save points: steady-state time per call of the jitted solve (after
     compile) and the time to trace + compile it;
   * the scipy-style facade called repeatedly from Python with numpy in and out, as a simulation
-    pipeline would: `sciml.solve_ivp(..., t_eval=ts)` vs `scipy.integrate.solve_ivp(..., t_eval=ts)`,
+    pipeline would (its default backend, which runs sciml's generated C kernel for this call, and
+    `backend="jax"`): `sciml.solve_ivp(..., t_eval=ts)` vs `scipy.integrate.solve_ivp(..., t_eval=ts)`,
     each with its error against a DOP853 reference at 1e-13 (equal or better accuracy is required).
 
 Targets (issue "ODE solving"): per-call time <= 0.5x diffrax's, compile time <= 0.5x diffrax's,
@@ -16,6 +17,8 @@ Targets (issue "ODE solving"): per-call time <= 0.5x diffrax's, compile time <= 
 from __future__ import annotations
 
 import argparse
+import pathlib
+import sys
 import time
 
 import diffrax
@@ -24,8 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.integrate import solve_ivp as scipy_solve_ivp
 
-import sciml
-from benchmarks._timing import compiled, interleaved_medians, ms, table, us
+if __package__ in (None, ""):
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import sciml  # noqa: E402
+from benchmarks._timing import compiled, interleaved_medians, ms, table, us  # noqa: E402
 
 P = np.array([1.5, 1.0, 3.0, 1.0])
 Y0 = np.array([1.0, 1.0])
@@ -75,25 +81,29 @@ def jitted_rows(repeats: int) -> list[list]:
     return rows
 
 
-def facade_row(repeats: int) -> list:
+def facade_rows(repeats: int) -> list[list]:
+    """`sciml.solve_ivp` (default backend, which runs the C kernel here, and backend="jax") vs scipy."""
     ref = _reference(TS)
-
-    def ours():
-        return sciml.solve_ivp(lotka_volterra, (0.0, T1), Y0, method="Tsit5", t_eval=TS, args=(P,),
-                               rtol=TOL, atol=TOL)
 
     def scipys():
         return scipy_solve_ivp(lotka_volterra_np, (0.0, T1), Y0, method="RK45", t_eval=TS, args=(P,),
                                rtol=TOL, atol=TOL)
 
-    start = time.perf_counter()
-    first = ours()
-    first_call = time.perf_counter() - start
-    err_ours = np.max(np.abs(first.y.T - ref))
     err_peer = np.max(np.abs(scipys().y.T - ref))
-    t_ours, t_peer = interleaved_medians([(ours, ()), (scipys, ())], repeats)
-    return ["solve_ivp LV 101 pts", "scipy RK45", us(t_peer), us(t_ours), f"{t_ours / t_peer:.3f}",
-            "-", ms(first_call), "-", f"{err_peer:.1e}", f"{err_ours:.1e}"]
+    rows = []
+    for backend in ("auto", "jax"):
+        def ours(backend=backend):
+            return sciml.solve_ivp(lotka_volterra, (0.0, T1), Y0, method="Tsit5", t_eval=TS, args=(P,),
+                                   rtol=TOL, atol=TOL, backend=backend)
+
+        start = time.perf_counter()
+        first = ours()
+        first_call = time.perf_counter() - start
+        err_ours = np.max(np.abs(first.y.T - ref))
+        t_ours, t_peer = interleaved_medians([(ours, ()), (scipys, ())], repeats)
+        rows.append([f"solve_ivp {backend:>4} 101 pts", "scipy RK45", us(t_peer), us(t_ours),
+                     f"{t_ours / t_peer:.3f}", "-", ms(first_call), "-", f"{err_peer:.1e}", f"{err_ours:.1e}"])
+    return rows
 
 
 def main(argv: list[str] | None = None) -> list[list]:
@@ -102,7 +112,7 @@ def main(argv: list[str] | None = None) -> list[list]:
     parser.add_argument("--repeats", type=int, default=15, help="timed repeats (median)")
     args = parser.parse_args(argv)
     print(f"Lotka-Volterra, Tsit5, rtol=atol={TOL}, on {jax.devices()[0].device_kind} (jax {jax.__version__})")
-    rows = jitted_rows(args.repeats) + [facade_row(args.repeats)]
+    rows = jitted_rows(args.repeats) + facade_rows(args.repeats)
     header = ["workload", "peer", "peer", "sciml", "ratio", "compile peer", "compile sciml", "ratio",
               "err peer", "err sciml"]
     print(table(header, rows, [22, 10, 10, 10, 6, 12, 13, 6, 9, 9]))
@@ -111,7 +121,7 @@ def main(argv: list[str] | None = None) -> list[list]:
     facade = float(rows[2][4])
     print(f"target per-call <= 0.5x diffrax: worst {per_call:.2f}x -> {'met' if per_call <= 0.5 else 'NOT met'}")
     print(f"target compile <= 0.5x diffrax: worst {compile_ratio:.2f}x -> {'met' if compile_ratio <= 0.5 else 'NOT met'}")
-    print(f"target solve_ivp >= 20x faster than scipy RK45: {1 / facade:.0f}x -> "
+    print(f"target solve_ivp >= 20x faster than scipy RK45 (default backend): {1 / facade:.0f}x -> "
           f"{'met' if facade <= 0.05 else 'NOT met'}")
     return rows
 

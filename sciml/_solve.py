@@ -372,7 +372,8 @@ def _time_dtype(t0, t1, saveat, real_dtype):
         explicit.append(saveat)
     if not explicit:
         return real_dtype
-    dtype = jnp.result_type(*[jnp.asarray(x).dtype for x in explicit])
+    # the dtypes only: jnp.asarray would copy each array to the device to read its dtype
+    dtype = jnp.result_type(*[x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype for x in explicit])
     if not jnp.issubdtype(dtype, jnp.floating):
         return jnp.result_type(dtype, real_dtype) if jnp.issubdtype(dtype, jnp.inexact) else real_dtype
     return dtype

@@ -57,7 +57,7 @@ class DenseSolution:
 def solve_ivp(fun: Callable, t_span, y0, method: str = "Tsit5", t_eval=None, dense_output: bool = False,
               events: Callable | Sequence[Callable] | None = None, vectorized: bool = False,
               args: tuple = (), rtol=1e-6, atol=1e-9, max_step=np.inf, first_step=None,
-              **options) -> OdeResult:
+              backend: str = "auto", **options) -> OdeResult:
     """Solve an initial value problem like ``scipy.integrate.solve_ivp``, compiled with JAX.
 
     Args:
@@ -77,13 +77,21 @@ def solve_ivp(fun: Callable, t_span, y0, method: str = "Tsit5", t_eval=None, den
         atol: absolute tolerance.
         max_step: largest step allowed, as in scipy.
         first_step: initial step, as in scipy (default: chosen automatically).
+        backend: ``"jax"`` runs the solve as a compiled XLA program; ``"c"`` runs ``fun`` translated to
+            C in sciml's generated kernel (the same method, step control and status as ``"jax"``, the
+            same answer up to rounding, without XLA's per-step overhead: the fast choice for repeated
+            calls). The kernel serves calls with ``t_eval``, no ``events``, no ``dense_output``, an
+            explicit Runge-Kutta method or ``"Rodas5P"`` and a float32/float64 ``y0``; it needs a C
+            compiler. ``"auto"`` (default) picks ``"c"`` where it serves and ``"jax"`` elsewhere.
         options: ``max_steps`` (default 100000), ``max_events`` (crossings recorded per event, 64).
 
     Returns:
         An :class:`OdeResult` with scipy's fields; ``y`` has shape ``(n, len(t))``.
 
     Raises:
-        ValueError: for an unknown ``method`` (with the name to use instead) or an unknown option.
+        ValueError: for an unknown ``method`` (with the name to use instead) or an unknown option, or
+            ``backend="c"`` for a call the kernel does not serve (the message says which part).
+        sciml.ensemble.BackendUnavailableError: ``backend="c"`` without a C compiler.
 
     Example:
         >>> import jax.numpy as jnp, sciml
@@ -113,6 +121,18 @@ def solve_ivp(fun: Callable, t_span, y0, method: str = "Tsit5", t_eval=None, den
         t_eval = np.asarray(t_eval, dtype=np.float64)
     # Inside the compiled solve these values are traced, so `sciml.solve` cannot check them there.
     _check_inputs(t0, t1, y0, t_eval, rtol, atol, max_step, first_step)
+    if backend not in ("auto", "jax", "c"):
+        raise ValueError(f"`backend` must be \"auto\", \"jax\" or \"c\"; got {backend!r}.")
+    if backend != "jax":
+        unserved = _kernel_unserved(solver, y0, t0, t1, t_eval, dense_output, events)
+        if backend == "c" and unserved:
+            raise ValueError(f"`backend=\"c\"` does not serve this call: {unserved}. Use backend=\"jax\" "
+                             f"(or \"auto\", which picks it).")
+        if not unserved:
+            out = _solve_with_kernel(fun, solver, y0, t0, t1, t_eval, args, rtol, atol, max_step, first_step,
+                                     max_steps, required=backend == "c")
+            if out is not None:
+                return _result(out, None, "ts", t0, t1, t_eval, 0, max_steps, max_events)
     if t_eval is not None:
         mode = "ts"
     else:
@@ -121,13 +141,116 @@ def solve_ivp(fun: Callable, t_span, y0, method: str = "Tsit5", t_eval=None, den
         mode = "dense" if t_eval is None else "ts+dense"
     # jax.jit caches per shape and dtype; this cache is per function and static option.
     compiled = _compiled(fun, solver, mode, tuple(_event_key(e) for e in events), max_steps, max_events,
-                         bool(np.isfinite(max_step)), first_step is None)
+                         float(max_step) if np.isfinite(max_step) else None, first_step is None)
     # numpy straight into the compiled program (one host-to-device hop); float64 scalars so that a
     # Python float and a numpy scalar select the same program.
     host, device = compiled(y0, np.float64(t0), np.float64(t1), t_eval, args, np.float64(rtol),
-                            np.float64(atol), np.float64(max_step if np.isfinite(max_step) else 0.0),
+                            np.float64(atol),
                             np.float64(0.0 if first_step is None else first_step))
     return _result(jax.device_get(host), device, mode, t0, t1, t_eval, len(events), max_steps, max_events)
+
+
+def _kernel_unserved(solver, y0, t0, t1, t_eval, dense_output, events) -> str:
+    """Why the C kernel cannot run this call (empty when it can)."""
+    if t0 == t1:
+        return "it needs t0 != t1"
+    if t_eval is None:
+        return "it saves at `t_eval` only (pass `t_eval=`)"
+    if dense_output:
+        return "it has no `dense_output`"
+    if events:
+        return "it has no `events`"
+    if y0.dtype not in (np.float32, np.float64):
+        return f"it integrates float32/float64 states, not {y0.dtype}"
+    try:
+        try:
+            _kernel_method(solver)
+        except TypeError:  # an unhashable solver object
+            _kernel_method.__wrapped__(solver)
+    except ValueError:
+        return f"it runs the explicit Runge-Kutta methods and Rodas5P, not {solver!r}"
+    return ""
+
+
+@functools.lru_cache(maxsize=64)
+def _kernel_method(solver):
+    from sciml.ensemble._kernel import kernel_method
+
+    return kernel_method(solver)
+
+
+#: (fun, solver, shapes and dtypes) whose translation to C failed: "auto" goes straight to "jax" for them
+_NO_KERNEL: set = set()
+
+
+@functools.lru_cache(maxsize=128)
+def _ensemble_f(fun):
+    """``fun(t, y, *args)`` as the kernel's ``f(t, y, args)``: one object per ``fun``, so the kernel
+    generated for it is found in the cache on the next call."""
+    return lambda t, y, a: fun(t, y, *a)
+
+
+#: per (fun, solver, shapes, dtypes, static args): the first call's launch, whose kernel, layout and
+#: dtypes the later calls reuse, so that they skip the checks of `f` and the lookups that cost more than
+#: a small solve
+_LAUNCHES: dict = {}
+
+
+def _solve_with_kernel(fun, solver, y0, t0, t1, t_eval, args, rtol, atol, max_step, first_step,
+                       max_steps, required):
+    """The host result `_result` reads, from the C kernel; ``None`` when ``fun`` cannot be translated
+    (or no compiler is found) and ``required`` is false."""
+    import dataclasses
+
+    from sciml.ensemble import BackendUnavailableError, UnsupportedDtypeError, UnsupportedPrimitiveError
+    from sciml.ensemble._c_backend import run_c, run_launch
+    from sciml.ensemble._codegen import stat_names
+    from sciml.ensemble._kernel import _aval, arg_inputs, host_tolerance, outputs, time_inputs
+    from sciml.ensemble._problem import _is_array, prepare
+
+    max_step = max_step if np.isfinite(max_step) else None
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    dynamic = [x for x in leaves if _is_array(x)]
+    avals = tuple(_aval(x, False) if _is_array(x) else ("static", x) for x in leaves)
+    key = (fun, solver, y0.shape, y0.dtype.str, treedef, avals, first_step is None, len(t_eval))
+    try:
+        template = _LAUNCHES.get(key)
+    except TypeError:  # an unhashable `fun` or argument: the full path, every call
+        key = template = None
+    if template is None:
+        if key is not None and key in _NO_KERNEL and not required:
+            return None
+        problem = prepare(_ensemble_f(fun), y0[None], (t0, t1), args, None, solver, t_eval, rtol, atol,
+                          first_step, max_steps, True, max_step)
+        try:
+            launch, _ = run_c(problem, target="c-single")
+        except (UnsupportedPrimitiveError, UnsupportedDtypeError, BackendUnavailableError):
+            if required:
+                raise
+            if key is not None:
+                _NO_KERNEL.add(key)
+            return None
+        if key is not None:
+            if len(_LAUNCHES) >= 128:
+                _LAUNCHES.pop(next(iter(_LAUNCHES)))
+            _LAUNCHES[key] = launch
+    else:
+        spec, method = template.spec, template.method
+        real, n = spec.state_dtype, spec.n
+        tp, ts, m, _ = time_inputs(t0, t1, first_step, max_step, t_eval, spec.time_dtype)
+        y_treedef, y_avals = jax.tree_util.tree_structure(y0), ((y0.shape, y0.dtype),)
+        tol = np.concatenate([host_tolerance(tol, name, y_treedef, y_avals, real, n)
+                              for tol, name in ((rtol, "rtol"), (atol, "atol"))])
+        launch = dataclasses.replace(
+            template, y0s=np.ascontiguousarray(y0[None], real),
+            args=arg_inputs(dynamic, [a for a in avals if a[0] != "static"], 1, np, np.asarray),
+            tp=tp, ts=ts, m=m, tol=tol, max_steps=max_steps, **outputs(spec, method, 1, m, np))
+        run_launch(launch, "c-single")
+    stats = dict(zip(stat_names(launch.method), launch.iout[0].tolist()))
+    direction = 1.0 if t1 >= t0 else -1.0
+    scalars = [stats["status"], launch.tout[0, 0] * direction, launch.tout[0, 1], 0, stats["nfev"],
+               stats.get("njev", 0), stats.get("nlu", 0)]
+    return {"ys": launch.ys[0], "scalars": np.asarray(scalars, np.float64)}
 
 
 def _check_inputs(t0, t1, y0, t_eval, rtol, atol, max_step, first_step):
@@ -136,12 +259,12 @@ def _check_inputs(t0, t1, y0, t_eval, rtol, atol, max_step, first_step):
 
     if not (np.isfinite(t0) and np.isfinite(t1)):
         raise ValueError(f"`t_span` must be finite; got ({t0}, {t1}).")
-    if not np.all(np.isfinite(y0)):
+    if not np.isfinite(y0).all():
         bad = int(np.flatnonzero(~np.isfinite(y0))[0])
         raise ValueError(f"`y0` must be finite; got y0[{bad}]={y0[bad]}.")
-    if np.any(np.asarray(rtol) <= 0):
+    if (rtol <= 0) if isinstance(rtol, float) else np.any(np.asarray(rtol) <= 0):
         raise ValueError(f"`rtol` must be > 0; got {rtol}. Use e.g. rtol=1e-6.")
-    if np.any(np.asarray(atol) < 0):
+    if (atol < 0) if isinstance(atol, float) else np.any(np.asarray(atol) < 0):
         raise ValueError(f"`atol` must be >= 0; got {atol}. Use e.g. atol=1e-9.")
     if not max_step > 0:
         raise ValueError(f"`max_step` must be positive; got {max_step}. Leave it out (np.inf) for no limit.")
@@ -179,19 +302,20 @@ def _event_key(event):
 
 
 @functools.lru_cache(maxsize=128)
-def _compiled(fun, solver, mode, events, max_steps, max_events, has_max_step, auto_first_step):
+def _compiled(fun, solver, mode, events, max_steps, max_events, max_step, auto_first_step):
     from sciml._solve import solve
 
     sciml_events = [Event(lambda t, y, a, e=e: e(t, y, *a), terminal=terminal, direction=direction)
                     for e, terminal, direction in events]
     saveat_mode = {"ts": "ts", "steps": "steps", "dense": "dense", "ts+dense": "dense"}[mode]
 
-    def run(y0, t0, t1, t_eval, args, rtol, atol, max_step, first_step):
+    # `max_step` is static in `sciml.solve` (it shapes the step control), so it is part of this key
+    def run(y0, t0, t1, t_eval, args, rtol, atol, first_step):
         f = lambda t, y, a: fun(t, y, *a)  # noqa: E731
         saveat = t_eval if saveat_mode == "ts" else saveat_mode
         sol = solve(f, y0, (t0, t1), args=args, solver=solver, saveat=saveat, rtol=rtol, atol=atol,
                     dt0=None if auto_first_step else first_step, max_steps=max_steps, throw=False,
-                    events=sciml_events or None, max_step=max_step if has_max_step else None,
+                    events=sciml_events or None, max_step=max_step,
                     event_records=max_events)
         ys = sol.ys
         if mode == "ts+dense":

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import scipy.integrate
 
+import jax
 import jax.numpy as jnp
 import sciml
+from sciml.ensemble import UnsupportedPrimitiveError
 
 
 # -- the problem: Lotka-Volterra, parameters passed through `args` --------------------------------
@@ -299,3 +301,95 @@ def test_repeated_calls_do_not_retrace():
     dt = np.linspace(0.0, 2.5, 5)
     exact = c / k + (np.array([[3.0], [-1.0]]) - c / k) * np.exp(-k * dt)
     np.testing.assert_allclose(res.y, exact, rtol=1e-8)
+
+
+# -- backend="c": the same solve in sciml's generated C kernel, without XLA's per-step overhead ----------
+KERNEL_CASES = {
+    "forward": dict(),
+    "backward": dict(t_span=(10.0, 0.0), t_eval=T_EVAL[::-1]),
+    "float32": dict(y0=np.array(Y0, np.float32), rtol=1e-5, atol=1e-7),
+    "Dopri8 with max_step and first_step": dict(method="DOP853", max_step=0.5, first_step=1e-3),
+    "Rodas5P": dict(method="Rodas5P", rtol=1e-8, atol=1e-10),
+}
+
+
+@pytest.mark.parametrize("case", KERNEL_CASES)
+def test_c_backend_gives_the_jax_backends_solve(case):
+    kw = {"t_eval": T_EVAL, **KERNEL_CASES[case]}
+    c, j = ours(backend="c", **kw), ours(backend="jax", **kw)
+    assert c.y.dtype == j.y.dtype == (np.float32 if case == "float32" else np.float64)
+    # one algorithm (steps, controller, status): the counts agree exactly, the values up to rounding
+    assert (c.nfev, c.njev, c.nlu, c.status, c.message) == (j.nfev, j.njev, j.nlu, j.status, j.message)
+    np.testing.assert_array_equal(c.t, j.t)
+    np.testing.assert_allclose(c.y, j.y, rtol=2e-4 if case == "float32" else 1e-9, atol=0)
+    # and "auto" (the default) runs the kernel for such calls
+    np.testing.assert_array_equal(ours(**kw).y, c.y)
+
+
+def test_c_backend_reuses_its_kernel_with_new_values():
+    """After the first call only values change; each call must still solve its own problem."""
+    t_eval = np.linspace(0.0, 1.0, 5)
+    base = dict(t_span=(0.0, 1.0), y0=[1.0, 2.0], args=(2.0, 0.0), t_eval=t_eval, rtol=1e-10, atol=1e-12)
+    changes = [dict(), dict(y0=[3.0, -1.0]), dict(t_span=(0.5, 3.0), t_eval=np.linspace(0.5, 3.0, 5)),
+               dict(t_span=(1.0, 0.0), t_eval=t_eval[::-1]), dict(args=(0.5, 1.0)),
+               dict(rtol=1e-6, atol=np.array([1e-8, 1e-3])), dict(first_step=0.01, max_step=0.05)]
+    for change in changes:
+        kw = {**base, **change}
+        c = sciml.solve_ivp(counted_decay, kw.pop("t_span"), kw.pop("y0"), backend="c", **kw)
+        kw = {**base, **change}
+        j = sciml.solve_ivp(counted_decay, kw.pop("t_span"), kw.pop("y0"), backend="jax", **kw)
+        assert c.nfev == j.nfev, change
+        np.testing.assert_allclose(c.y, j.y, rtol=1e-9, atol=1e-12, err_msg=str(change))
+
+
+def test_c_backend_reports_failures_like_the_jax_backend():
+    t_eval = np.array([0.0, 0.3, 0.6, 0.9, 1.2, 1.5])
+    c, j = (sciml.solve_ivp(blow_up, (0.0, 2.0), [1.0], t_eval=t_eval, rtol=1e-8, atol=1e-10, backend=b)
+            for b in ("c", "jax"))
+    assert (c.status, c.success, c.message) == (j.status, j.success, j.message)
+    np.testing.assert_array_equal(c.t, j.t)
+    np.testing.assert_allclose(c.y, j.y, rtol=1e-9)
+    few = [sciml.solve_ivp(lotka_volterra, T_SPAN, Y0, args=ARGS, t_eval=T_EVAL, max_steps=10, backend=b)
+           for b in ("c", "jax")]
+    assert few[0].message == few[1].message and "max_steps" in few[0].message
+
+
+@pytest.mark.parametrize("call, reason", [
+    (dict(), "t_eval"),
+    (dict(t_eval=T_EVAL, dense_output=True), "dense_output"),
+    (dict(t_eval=T_EVAL, events=prey_extremum), "events"),
+    (dict(t_eval=T_EVAL, method="BDF"), "BDF"),
+])
+def test_c_backend_names_what_it_does_not_serve(call, reason):
+    with pytest.raises(ValueError, match=rf"backend=\"c\"` does not serve.*{reason}.*backend=\"jax\""):
+        ours(backend="c", **call)
+    assert ours(**call).success  # "auto" runs these with JAX
+
+
+def looping_decay(t, y):
+    """A vector field with a loop in it, which the C translator does not take."""
+    return jax.lax.fori_loop(0, 3, lambda i, v: v - y / 3.0, jnp.zeros_like(y))
+
+
+def test_auto_falls_back_to_jax_for_a_fun_the_kernel_cannot_translate():
+    t_eval = np.linspace(0.0, 1.0, 3)
+    with pytest.raises(UnsupportedPrimitiveError):
+        sciml.solve_ivp(looping_decay, (0.0, 1.0), [1.0], t_eval=t_eval, backend="c")
+    for _ in range(2):  # the second call goes straight to JAX
+        res = sciml.solve_ivp(looping_decay, (0.0, 1.0), [1.0], t_eval=t_eval, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(res.y[0], np.exp(-t_eval), rtol=1e-8)
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match=r"`backend` must be \"auto\", \"jax\" or \"c\"; got 'gpu'"):
+        ours(t_eval=T_EVAL, backend="gpu")
+
+
+@pytest.mark.parametrize("backend", ["jax", "c"])
+def test_max_step_bounds_every_step(backend):
+    t_eval = None if backend == "jax" else np.linspace(0.0, 10.0, 3)
+    res = ours(max_step=0.05, t_eval=t_eval, backend=backend, rtol=1e-6, atol=1e-9)
+    free = ours(t_eval=t_eval, backend=backend, rtol=1e-6, atol=1e-9)
+    assert res.success and res.nfev >= 6 * 200 > free.nfev  # at least 200 steps of 6 evaluations
+    if t_eval is None:
+        assert np.diff(res.t).max() <= 0.05 * (1 + 1e-12)

@@ -17,6 +17,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import weakref
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -114,12 +115,39 @@ def _build(cc: str, source: str, path: Path) -> None:
                            f"This is a bug in sciml; `backend=\"jax\"` works meanwhile.")
 
 
+def run_c(problem, target: str = "c"):
+    """Run ``problem`` (an `EnsembleProblem`) through the generated C kernel on the host; the finished
+    `Launch` (its outputs are NumPy arrays) and the function that turns it into a solution.
+    ``target="c-single"`` builds the kernel without SIMD blocks, for one trajectory."""
+    launch, finish = prepare_launch(problem, np, np.asarray)
+    run_launch(launch, target)
+    return launch, finish
+
+
+def run_launch(launch, target: str = "c") -> None:
+    """Run the kernel on a prepared `Launch` (NumPy arrays), filling its outputs."""
+    fn, pointer = _entry_point(launch.spec, launch.method, target)
+    fn(*[v if not p else v.ctypes.data for p, v in zip(pointer, launch.values())])
+
+
+#: the loaded entry point per live spec: hashing the source to find the library costs more than a
+#: small solve, and a pipeline calls with the same spec again and again
+_ENTRY_POINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _entry_point(spec, method, target):
+    """``(function, is_pointer per parameter)`` of ``spec``'s kernel for ``target``, typed for ctypes."""
+    entries = _ENTRY_POINTS.setdefault(spec, {})
+    if target not in entries:
+        fn = load_library(source_for(spec, method, target)).sciml_ensemble
+        params = entry_parameters(spec)
+        fn.restype = None
+        fn.argtypes = [ctypes.c_longlong if ctype == "long long" else ctypes.c_void_p for ctype, _ in params]
+        entries[target] = (fn, tuple(ctype != "long long" for ctype, _ in params))
+    return entries[target]
+
+
 def solve_c(problem):
     """Run ``problem`` (an `EnsembleProblem`) through the generated C kernel on the host."""
-    launch, finish = prepare_launch(problem, np, np.asarray)
-    fn = load_library(source_for(launch.spec, launch.method, "c")).sciml_ensemble
-    fn.restype = None
-    args = [ctypes.c_longlong(v) if ctype == "long long" else ctypes.c_void_p(v.ctypes.data)
-            for (ctype, _), v in zip(entry_parameters(launch.spec), launch.values())]
-    fn(*args)
+    _, finish = run_c(problem)
     return finish("c", jnp.asarray)

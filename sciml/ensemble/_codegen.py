@@ -33,6 +33,8 @@ C_LANES = 8
 _QUALIFIERS = {
     "c": (f"#define SCIML_LANES {C_LANES}\n#define SCIML_FN static inline\n#define SCIML_RESTRICT restrict\n"
           "#define SCIML_SIMD _Pragma(\"omp simd\")\n"),
+    "c-single": ("#define SCIML_LANES 1\n#define SCIML_FN static inline\n#define SCIML_RESTRICT restrict\n"
+                 "#define SCIML_SIMD\n"),
     "cuda": ("#define SCIML_LANES 1\n#define SCIML_FN __device__ static inline\n"
              "#define SCIML_RESTRICT __restrict__\n#define SCIML_SIMD\n"),
 }
@@ -451,7 +453,7 @@ def _entry(spec: KernelSpec, target: str) -> str:
     params = entry_parameters(spec)
     signature = ", ".join(f"{t} {name}" for t, name in params)
     call = ", ".join(name for _, name in params)
-    if target == "c":
+    if target in ("c", "c-single"):
         return (f"void sciml_ensemble({signature}) {{\n"
                 f"    long long b;\n"
                 f"    #pragma omp parallel for schedule(dynamic, 4)\n"

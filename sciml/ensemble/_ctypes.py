@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-#: a target is the dialect a kernel source is written for
-TARGETS = ("c", "cuda")
+#: a target is the dialect a kernel source is written for ("c-single": C for one trajectory per call,
+#: without the SIMD block that only pays off for many)
+TARGETS = ("c", "c-single", "cuda")
 
 _C_TYPES = {
     np.dtype(np.float32): "float", np.dtype(np.float64): "double",
@@ -23,6 +24,7 @@ PRELUDES = {
     "cuda": ("#define SCIML_INF __longlong_as_double(0x7ff0000000000000LL)\n"
              "#define SCIML_NAN __longlong_as_double(0x7ff8000000000000LL)\n"),
 }
+PRELUDES["c-single"] = PRELUDES["c"]
 
 
 class UnsupportedDtypeError(TypeError):

@@ -175,33 +175,59 @@ def prepare_launch(problem: EnsembleProblem, xp, to_xp: Callable) -> tuple[Launc
     n, N = spec.n, problem.n_traj
 
     y0s = xp.concatenate([xp.reshape(to_xp(x), (N, -1)).astype(real) for x in y_leaves], axis=1)
-    args = []
-    for x, a, d in zip(problem.arg_leaves, arg_avals, problem.dynamic):
-        if not d:
-            continue
-        arr = to_xp(x) if hasattr(x, "shape") else xp.asarray(np.asarray(x, dtype=a[1]))
-        dtype = np.int32 if a[1] == np.bool_ else a[1]
-        args.append(xp.ascontiguousarray(xp.reshape(arr.astype(dtype), (N, -1) if a[3] else (-1,))))
-    t0, t1 = float(problem.t0), float(problem.t1)
-    direction = 1.0 if t1 >= t0 else -1.0
-    dt0 = 0.0 if problem.dt0 is None else abs(float(problem.dt0))
-    dtmax = np.inf if problem.max_step is None else float(problem.max_step)
-    tp = np.array([t0 * direction, t1 * direction, direction, dt0, dtmax], dtype=time_dtype)
+    args = arg_inputs([x for x, d in zip(problem.arg_leaves, problem.dynamic) if d],
+                      [a for a in arg_avals if a[0] != "static"], N, xp, to_xp)
     ts_user = None if problem.ts is None else np.asarray(problem.ts)
-    ts = np.zeros(1, time_dtype) if ts_user is None else ts_user.astype(time_dtype) * time_dtype.type(direction)
-    m = 0 if ts_user is None else int(ts_user.shape[0])
-    template = {k: np.zeros(s, real) for k, (s, _) in enumerate(y_avals)}
-    tol = np.concatenate([np.broadcast_to(np.asarray(_tolerance(_per_leaf(tol, y_treedef), template, real, name)), (n,))
-                          for tol, name in ((problem.rtol, "rtol"), (problem.atol, "atol"))]).astype(real)
+    tp, ts, m, direction = time_inputs(problem.t0, problem.t1, problem.dt0, problem.max_step, ts_user, time_dtype)
+    tol = np.concatenate([host_tolerance(tol, name, y_treedef, y_avals, real, n)
+                          for tol, name in ((problem.rtol, "rtol"), (problem.atol, "atol"))])
     launch = Launch(spec=spec, method=method, n_traj=N, y0s=xp.ascontiguousarray(y0s), args=args,
                     tp=xp.asarray(tp), ts=xp.asarray(ts), m=m, tol=xp.asarray(tol), max_steps=problem.max_steps,
-                    ys=xp.empty((N, max(m, 1), n) if m else (1,), real), yf=xp.empty((N, n), real),
-                    tout=xp.empty((N, 2), time_dtype), iout=xp.empty((N, len(stat_names(method))), np.int32))
+                    **outputs(spec, method, N, m, xp))
 
     def finish(backend: str, convert: Callable) -> EnsembleSolution:
         return _solution(launch, y_leaves, y_treedef, ts_user, direction, backend, convert, xp)
 
     return launch, finish
+
+
+def arg_inputs(leaves, avals, n_traj: int, xp, to_xp: Callable) -> list:
+    """The array arguments as the kernel reads them: batched ones ``(n_traj, size)``, shared ones flat."""
+    args = []
+    for x, a in zip(leaves, avals):
+        arr = to_xp(x) if hasattr(x, "shape") else xp.asarray(np.asarray(x, dtype=a[1]))
+        dtype = np.int32 if a[1] == np.bool_ else a[1]
+        args.append(xp.ascontiguousarray(xp.reshape(arr.astype(dtype), (n_traj, -1) if a[3] else (-1,))))
+    return args
+
+
+def time_inputs(t0, t1, dt0, max_step, ts_user, time_dtype):
+    """``(tp, ts, m, direction)``: the kernel's time parameters (t0 and t1 along the direction of
+    integration, the direction, the first step or 0 for automatic, the largest step) and save times."""
+    t0, t1 = float(t0), float(t1)
+    direction = 1.0 if t1 >= t0 else -1.0
+    dt0 = 0.0 if dt0 is None else abs(float(dt0))
+    dtmax = np.inf if max_step is None else float(max_step)
+    tp = np.array([t0 * direction, t1 * direction, direction, dt0, dtmax], dtype=time_dtype)
+    ts = np.zeros(1, time_dtype) if ts_user is None else ts_user.astype(time_dtype) * time_dtype.type(direction)
+    m = 0 if ts_user is None else int(ts_user.shape[0])
+    return tp, ts, m, direction
+
+
+def outputs(spec: KernelSpec, method: KernelMethod, n_traj: int, m: int, xp) -> dict:
+    """Fresh output arrays of a launch (``ys``, ``yf``, ``tout``, ``iout``)."""
+    real, n = spec.state_dtype, spec.n
+    return dict(ys=xp.empty((n_traj, max(m, 1), n) if m else (1,), real), yf=xp.empty((n_traj, n), real),
+                tout=xp.empty((n_traj, 2), spec.time_dtype),
+                iout=xp.empty((n_traj, len(stat_names(method))), np.int32))
+
+
+def host_tolerance(tol, name, y_treedef, y_avals, real, n) -> np.ndarray:
+    """One trajectory's tolerance as a length-``n`` NumPy vector (a scalar without touching JAX)."""
+    if isinstance(tol, (int, float, np.number)) or (isinstance(tol, np.ndarray) and tol.ndim == 0):
+        return np.full(n, tol, real)
+    template = {k: np.zeros(s, real) for k, (s, _) in enumerate(y_avals)}
+    return np.broadcast_to(np.asarray(_tolerance(_per_leaf(tol, y_treedef), template, real, name)), (n,)).astype(real)
 
 
 def _per_leaf(tol, y_treedef):
@@ -215,15 +241,39 @@ def _per_leaf(tol, y_treedef):
 
 
 def _state_dtype(problem, y_treedef, y_avals, arg_avals):
-    """``result_type(y0, f(t0, y0, args))``, as `sciml.solve` integrates in; float32/float64 only."""
+    """``result_type(y0, f(t0, y0, args))``, as `sciml.solve` integrates in; float32/float64 only.
+
+    Tracing ``f`` costs milliseconds, so the answer is kept per (f, avals): a repeated call with new
+    values (a pipeline's loop) does not trace again.
+    """
+    t_shape, t_dtype, t_weak, _ = _aval(problem.t0, False)  # a Python float is weak, as in jnp.asarray
+    key = (problem.f, y_treedef, y_avals, problem.args_treedef, arg_avals, (t_shape, t_dtype, t_weak))
+    try:
+        return _state_dtype_cached(*key)
+    except TypeError:  # an unhashable f or static arg: check this call only
+        return _state_dtype_uncached(*key)
+
+
+@functools.lru_cache(maxsize=128)
+def _state_dtype_cached(f, y_treedef, y_avals, args_treedef, arg_avals, t_aval):
+    return _state_dtype_uncached(f, y_treedef, y_avals, args_treedef, arg_avals, t_aval)
+
+
+def _state_dtype_uncached(f, y_treedef, y_avals, args_treedef, arg_avals, t_aval):
     y_struct = jax.tree_util.tree_unflatten(y_treedef, [jax.ShapeDtypeStruct(s, d) for s, d in y_avals])
     dynamic = [jax.ShapeDtypeStruct(a[0], a[1], weak_type=a[2]) for a in arg_avals if a[0] != "static"]
+    t_struct = jax.ShapeDtypeStruct(*t_aval[:2], weak_type=t_aval[2])
+
+    def rebuild(dyn):
+        it = iter(dyn)
+        leaves = [a[1] if a[0] == "static" else next(it) for a in arg_avals]
+        return jax.tree_util.tree_unflatten(args_treedef, leaves)
 
     def probe(t, y, dyn):
-        return problem.f(t, y, problem.rebuild_args(dyn))
+        return f(t, y, rebuild(dyn))
 
     try:
-        out = jax.eval_shape(probe, jnp.asarray(problem.t0), y_struct, dynamic)
+        out = jax.eval_shape(probe, t_struct, y_struct, dynamic)
     except Exception as err:  # re-raised with the call that failed named
         raise type(err)(f"calling `f(t0, y0, args)` for one trajectory failed: {err}") from err
     y_dtype = jnp.result_type(*[d for _, d in y_avals])
@@ -235,10 +285,10 @@ def _state_dtype(problem, y_treedef, y_avals, arg_avals):
 
     def check(t, y, dyn):
         y_state = jax.tree_util.tree_map(lambda x: x.astype(dtype), y)
-        _check_f_output(lambda t_, y_, a_: problem.f(t_, y_, problem.rebuild_args(a_)), t, y_state, dyn, y, dtype)
+        _check_f_output(lambda t_, y_, a_: f(t_, y_, rebuild(a_)), t, y_state, dyn, y, dtype)
         return 0
 
-    jax.eval_shape(check, jnp.asarray(problem.t0), y_struct, dynamic)
+    jax.eval_shape(check, t_struct, y_struct, dynamic)
     return dtype
 
 
