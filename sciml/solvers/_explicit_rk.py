@@ -55,6 +55,11 @@ class ExplicitRK(AbstractSolver):
         cls._reuse_f1 = extra > 0 and tab.first_extra_is_f1
         cls.fevals_dense = extra - int(cls._reuse_f1)
 
+    @property
+    def dense_degree(self) -> int:
+        """Degree of `dense`'s polynomial in theta (cubic Hermite without a continuous extension)."""
+        return 3 if self.tableau.b_dense is None else self.tableau.dense_degree
+
     def step(self, f, t, y, f0, dt, state) -> Step:
         tab = self.tableau
         h = dt.astype(y.dtype)

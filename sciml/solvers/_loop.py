@@ -248,6 +248,12 @@ def _solver_init(solver, fb, t0, y0, f0, dt, rtol, atol):
 
 
 def _dense_degree(solver, fb, t0, y0, dt, f0, rtol, atol) -> int:
+    """The degree of the solver's step polynomial: its ``dense_degree`` where it states one, else from
+    tracing a step (which costs a trace of ``f`` per stage)."""
+    known = getattr(solver, "dense_degree", None)
+    if isinstance(known, int):
+        return known
+
     def probe():
         step = solver.step(fb, t0, y0, f0, dt, _solver_init(solver, fb, t0, y0, f0, dt, rtol, atol))
         f1 = step.f1 if step.f1 is not None else f0

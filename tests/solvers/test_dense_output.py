@@ -75,3 +75,17 @@ def test_saveat_points_are_interpolated_not_stepped_to():
     assert int(many.stats["naccept"]) == int(few.stats["naccept"])
     assert int(many.stats["nfev"]) == int(few.stats["nfev"])
     np.testing.assert_allclose(np.asarray(many.ys)[:, 0], np.exp(-np.linspace(0, 10, 1001)), atol=2e-6)
+
+
+@pytest.mark.parametrize("method", [m for m in S.ALL if getattr(m(), "dense_degree", None) is not None],
+                         ids=lambda m: m.__name__)
+def test_a_stated_dense_degree_is_the_degree_dense_returns(method):
+    """The loop sizes its buffers from `dense_degree` without tracing a step; it must be the truth."""
+    solver, y0, dt = method(), jnp.ones(3), jnp.asarray(0.1)
+    f = lambda t, y: -y  # noqa: E731
+
+    def coefficients():
+        step = solver.step(f, 0.0, y0, y0, dt, solver.init(f, 0.0, y0, y0, dt))
+        return solver.dense(f, 0.0, y0, dt, step.y1, y0, -step.y1 if step.f1 is None else step.f1, step.info)
+
+    assert jax.eval_shape(coefficients).shape == (solver.dense_degree + 1, 3)
