@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from sciml.solvers._base import evaluate_polynomial
+from sciml.solvers._base import dense_degree, evaluate_polynomial
 
 
 #: up to this many save points, each step masks all of them in straight-line code; beyond, a loop
@@ -74,7 +74,7 @@ def reverse_sweep(cfg, g, rec: Record, lam, p_diff, p_join, s_ts, ct_ys, hi, ct_
         theta = _implicit_theta(cfg, terminal.index, p, t, dt, coeffs, (rec_t[k + 1] - t) / dt)
         return evaluate_polynomial(coeffs, theta), coeffs if with_dense else None, t + theta * dt
 
-    degree = jax.eval_shape(lambda: step_map(0, y_ref, p_diff, True)[1]).shape[0] - 1
+    degree = dense_degree(solver, lambda: step_map(0, y_ref, p_diff, True)[1])
     ptr0 = (jnp.sum(s_ts <= hi).astype(jnp.int32) - 1) if m else jnp.zeros((), jnp.int32)
 
     def take_save_points(ptr, lam, k):

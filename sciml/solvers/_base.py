@@ -74,6 +74,13 @@ class AbstractSolver:
         return f"{type(self).__name__}()"
 
 
+def dense_degree(solver, coefficients) -> int:
+    """Degree of ``solver``'s step polynomial: its ``dense_degree`` where it states one, else from
+    ``jax.eval_shape(coefficients)`` (a traced step: a trace of ``f`` per stage, which is slow)."""
+    known = getattr(solver, "dense_degree", None)
+    return known if isinstance(known, int) else jax.eval_shape(coefficients).shape[0] - 1
+
+
 def hermite(y0, y1, f0, f1, dt) -> jax.Array:
     """Cubic Hermite interpolation from the end values and derivatives of a step."""
     h = dt.astype(y0.dtype)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from sciml.solvers._base import AbstractSolver
+from sciml.solvers._base import AbstractSolver, dense_degree
 from sciml.solvers._control import PIController, initial_step
 from sciml.solvers._events import EventSet
 from sciml.solvers._saving import SavePoints, StepPoly
@@ -248,18 +248,12 @@ def _solver_init(solver, fb, t0, y0, f0, dt, rtol, atol):
 
 
 def _dense_degree(solver, fb, t0, y0, dt, f0, rtol, atol) -> int:
-    """The degree of the solver's step polynomial: its ``dense_degree`` where it states one, else from
-    tracing a step (which costs a trace of ``f`` per stage)."""
-    known = getattr(solver, "dense_degree", None)
-    if isinstance(known, int):
-        return known
-
-    def probe():
+    def coefficients():
         step = solver.step(fb, t0, y0, f0, dt, _solver_init(solver, fb, t0, y0, f0, dt, rtol, atol))
         f1 = step.f1 if step.f1 is not None else f0
         return solver.dense(fb, t0, y0, dt, step.y1, f0, f1, step.info)
 
-    return jax.eval_shape(probe).shape[0] - 1
+    return dense_degree(solver, coefficients)
 
 
 def _put(buffer, index, value):
