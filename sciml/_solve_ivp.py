@@ -316,7 +316,7 @@ def _compiled(fun, solver, mode, events, max_steps, max_events, max_step, auto_f
         sol = solve(f, y0, (t0, t1), args=args, solver=solver, saveat=saveat, rtol=rtol, atol=atol,
                     dt0=None if auto_first_step else first_step, max_steps=max_steps, throw=False,
                     events=sciml_events or None, max_step=max_step,
-                    event_records=max_events)
+                    event_records=max_events, backend="jax")  # the kernel path is `_solve_with_kernel`
         ys = sol.ys
         if mode == "ts+dense":
             # Times past where the solve stopped (an event or a failure) were not reached: NaN, as in

@@ -65,19 +65,21 @@ def compiler() -> tuple[str, str]:
 _LOADED: dict[str, ctypes.CDLL] = {}
 
 
-def load_library(source: str) -> ctypes.CDLL:
-    """Compile ``source`` (or reuse the cached build) and load it."""
+def load_library(source: str, extra_flags: tuple[str, ...] = ()) -> ctypes.CDLL:
+    """Compile ``source`` (or reuse the cached build) and load it; ``extra_flags`` go to the compiler
+    (e.g. an include directory)."""
     cc, version = compiler()
     # -march=native code runs only on CPUs with the same instructions: the host's feature flags are
     # part of the key, so a cache directory shared between machines never hands one the other's build.
-    key = hashlib.sha256("\n".join([version, " ".join(_FLAGS), _cpu_features(), source]).encode()).hexdigest()[:32]
+    flags = " ".join(_FLAGS + tuple(extra_flags))
+    key = hashlib.sha256("\n".join([version, flags, _cpu_features(), source]).encode()).hexdigest()[:32]
     if key in _LOADED:
         return _LOADED[key]
     directory = cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"sciml_{key}.so"
     if not path.exists():
-        _build(cc, source, path)
+        _build(cc, source, path, tuple(extra_flags))
     lib = ctypes.CDLL(str(path))
     _LOADED[key] = lib
     return lib
@@ -94,14 +96,14 @@ def _cpu_features() -> str:
         return platform.machine() + platform.processor()
 
 
-def _build(cc: str, source: str, path: Path) -> None:
+def _build(cc: str, source: str, path: Path, extra_flags: tuple[str, ...] = ()) -> None:
     with tempfile.TemporaryDirectory(prefix="sciml_build_") as tmp:
         src = Path(tmp) / "kernel.c"
         src.write_text(source)
         out = Path(tmp) / "kernel.so"
         errors = ""
         for extra in _OPTIONAL:
-            result = subprocess.run([cc, *_FLAGS, *extra, str(src), "-o", str(out), "-lm"],
+            result = subprocess.run([cc, *_FLAGS, *extra_flags, *extra, str(src), "-o", str(out), "-lm"],
                                     capture_output=True, text=True)
             if result.returncode == 0:
                 # Atomic: a concurrent process sees either no file or a complete one.

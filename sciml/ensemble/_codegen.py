@@ -454,9 +454,11 @@ def _entry(spec: KernelSpec, target: str) -> str:
     signature = ", ".join(f"{t} {name}" for t, name in params)
     call = ", ".join(name for _, name in params)
     if target in ("c", "c-single"):
+        # One trajectory per call ("c-single") would only pay OpenMP's start-up of a parallel region.
+        parallel = "    #pragma omp parallel for schedule(dynamic, 4)\n" if target == "c" else ""
         return (f"void sciml_ensemble({signature}) {{\n"
                 f"    long long b;\n"
-                f"    #pragma omp parallel for schedule(dynamic, 4)\n"
+                f"{parallel}"
                 f"    for (b = 0; b < (n_traj + SCIML_LANES - 1) / SCIML_LANES; ++b) "
                 f"sciml_block(b * SCIML_LANES, {call});\n}}\n")
     return (f"extern \"C\" __global__ void sciml_ensemble({signature}) {{\n"

@@ -115,7 +115,7 @@ def _make(static: _Static):
         args = jax.tree_util.tree_unflatten(static.args_treedef, leaves)
         sol = solve(static.f, y0, (t0, t1), args=args, solver=static.solver, saveat=ts, rtol=rtol, atol=atol,
                      dt0=None if static.auto_dt0 else dt0, max_steps=static.max_steps, adaptive=static.adaptive,
-                     max_step=static.max_step, throw=False)
+                     max_step=static.max_step, throw=False, backend="jax")  # the C kernel is backend="c"
         return sol.ts, sol.ys, sol.t_final, sol.y_final, sol.status, sol.stats, sol._last_dt
 
     run = jax.vmap(one, in_axes=(0, 0, None, None))

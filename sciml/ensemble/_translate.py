@@ -85,6 +85,28 @@ _STRUCTURAL = {
     "gather": (0,), "scatter": (0, 2), "dynamic_slice": (0,), "dynamic_update_slice": (0, 1),
 }
 
+def _numpy_structural(name, operands, params):
+    """The common index shuffles done in NumPy (``[result]``), or ``None`` for `bind` to do: a bound
+    primitive runs as a small XLA program, compiled on its first use, ~10 ms each."""
+    x = operands[0]
+    if name == "slice":
+        strides = params["strides"] or (1,) * x.ndim
+        return [x[tuple(slice(a, b, c) for a, b, c in zip(params["start_indices"], params["limit_indices"], strides))]]
+    if name == "squeeze":
+        return [np.squeeze(x, axis=tuple(params["dimensions"]))]
+    if name == "reshape" and params.get("dimensions") is None:
+        return [np.reshape(x, params["new_sizes"])]
+    if name == "concatenate":
+        return [np.concatenate(operands, axis=params["dimension"])]
+    if name == "transpose":
+        return [np.transpose(x, params["permutation"])]
+    if name == "broadcast_in_dim" and params.get("sharding") is None:
+        shape, dims = tuple(params["shape"]), tuple(params["broadcast_dimensions"])
+        expanded = np.reshape(x, [x.shape[dims.index(d)] if d in dims else 1 for d in range(len(shape))])
+        return [np.broadcast_to(expanded, shape)]
+    return None
+
+
 _REDUCTIONS = {
     "reduce_sum": lambda dt, a, b: f"({a} + {b})", "reduce_prod": lambda dt, a, b: f"({a} * {b})",
     "reduce_max": _fmax, "reduce_min": _fmin,
@@ -261,8 +283,10 @@ class Translator:
                     f"constants, or use `backend=\"jax\"`.")
             else:
                 operands.append(v.value)
-        outs = eqn.primitive.bind(*operands, **eqn.params)
-        outs = outs if eqn.primitive.multiple_results else [outs]
+        outs = _numpy_structural(eqn.primitive.name, operands, eqn.params)
+        if outs is None:
+            outs = eqn.primitive.bind(*operands, **eqn.params)
+            outs = outs if eqn.primitive.multiple_results else [outs]
         pool = np.array(pool + [None], dtype=object)
         results = []
         for ids, var in zip(outs, eqn.outvars):
