@@ -5,7 +5,9 @@ Workload: one neural-ODE training step, the loss and its gradient. The data come
 ``t in [0, 1.5]``; the model is ``dy/dt = MLP(y^3)`` with an MLP 2-64-64-2 (tanh), solved with Tsit5 at
 rtol=atol=1e-6 in float64; the loss is the mean squared error at the 100 points. Both libraries get
 the same parameters, data and ``max_steps`` (4096). Times are medians over interleaved repeats (each
-call waited for); compile time is tracing + XLA compilation of the jitted loss-and-gradient.
+call waited for); compile time is tracing + XLA compilation of the jitted loss-and-gradient, after a
+neutral warm-up (the gradient of the field alone, once), so that the process's first-use costs fall on
+neither side.
 
 Targets: sciml's best method <= 0.7x diffrax's best; sciml's Backsolve <= 0.25x diffrax's
 BacksolveAdjoint; compile time <= 0.5x diffrax's.
@@ -128,6 +130,9 @@ def main(argv: list[str] | None = None) -> dict:
     params, _ = MODEL.init(jax.random.PRNGKey(0), dtype=jnp.float64)
     target = data()
     args = (params, target)
+    # Neutral warm-up: JAX's first traces of the field's operations and of their derivatives cost
+    # ~0.1-0.3 s once per process; whichever side compiled first would pay them, so neither does.
+    jax.block_until_ready(jax.jit(jax.grad(lambda p: jnp.sum(field(0.0, Y0, p) ** 2)))(params))
 
     entries = [(f"sciml {name}", sciml_step(METHODS[name])) for name in opts.methods]
     entries += [(f"diffrax {name}", diffrax_step(name)) for name in ("RecursiveCheckpointAdjoint", "BacksolveAdjoint")]

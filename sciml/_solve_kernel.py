@@ -68,6 +68,8 @@ def kernel_integrate(static, p):
         # Translating and building run on concrete values, outside the program being traced.
         with jax.ensure_compile_time_eval():
             spec, method = _spec(static, p)
+            if static.backend == "auto" and _matrix_work(spec.rhs.jaxpr) > AUTO_MATRIX_WORK:
+                return None
             target_for(spec, method)
     except Exception:  # an operation the translator does not take, no compiler, a closed-over tracer
         if static.backend == "c":
@@ -116,6 +118,27 @@ def kernel_integrate(static, p):
         solve = jax.custom_vjp(kernel)
         solve.defvjp(lambda *primals: jax.vjp(xla, *primals), lambda pullback, ct: pullback(ct))
     return solve(*primals)
+
+
+#: "auto" leaves fields with more multiply-adds in matrix products than this to XLA: the translator
+#: writes a product out element by element (a 64x64 layer is 4096 lines of C, slow to build), and
+#: XLA's own matrix kernels are the better tool there
+AUTO_MATRIX_WORK = 1024
+
+
+def _matrix_work(jaxpr) -> int:
+    """Multiply-adds of the ``dot_general``s in ``jaxpr`` (and the jaxprs inside it)."""
+    from jax.extend.core import jaxprs_in_params
+
+    total = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            (contract, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            total += int(np.prod(eqn.outvars[0].aval.shape)) * int(np.prod([lhs[d] for d in contract]))
+        for sub in jaxprs_in_params(eqn.params):
+            total += _matrix_work(sub)
+    return total
 
 
 def _unserved_state(p) -> str:

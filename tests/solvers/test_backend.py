@@ -117,3 +117,15 @@ def test_auto_uses_jax_where_the_kernel_cannot_translate():
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match=r"`backend` must be \"auto\", \"jax\" or \"c\"; got 'cuda'"):
         solve("cuda")
+
+
+def test_auto_leaves_matrix_heavy_fields_to_xla():
+    """A 64-wide layer written out as C would be thousands of lines for no gain: "auto" keeps XLA."""
+    from sciml._solve_kernel import AUTO_MATRIX_WORK, _matrix_work
+
+    w = jnp.ones((64, 64)) / 64
+    heavy = jax.make_jaxpr(lambda y: jnp.tanh(w @ y))(jnp.ones(64)).jaxpr
+    light = jax.make_jaxpr(lambda y: lotka_volterra(0.0, y, P))(Y0).jaxpr
+    assert _matrix_work(heavy) == 64 * 64 > AUTO_MATRIX_WORK >= _matrix_work(light)
+    sol = sciml.solve(lambda t, y, a: jnp.tanh(a @ y) - y, jnp.ones(64), (0.0, 1.0), args=w)
+    assert int(sol.status) == 0
