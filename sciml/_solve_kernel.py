@@ -53,8 +53,9 @@ def kernel_integrate(static, p):
     from sciml.adjoints import Auto, Forward
     from sciml.adjoints._base import hoist_closure
     from sciml.ensemble._codegen import stat_names
+    from sciml.ensemble._errors import BackendUnavailableError, CompileError
 
-    if static.backend == "jax":
+    if static.backend == "jax" or (static.backend == "auto" and _UNAVAILABLE):
         return None
     reason = unserved(static) or _unserved_state(p)
     if reason:
@@ -71,9 +72,13 @@ def kernel_integrate(static, p):
             if static.backend == "auto" and _matrix_work(spec.rhs.jaxpr) > AUTO_MATRIX_WORK:
                 return None
             target_for(spec, method)
-    except Exception:  # an operation the translator does not take, no compiler, a closed-over tracer
+    except Exception as err:  # an operation the translator does not take, no compiler, a closed-over tracer
         if static.backend == "c":
             raise
+        if isinstance(err, (BackendUnavailableError, CompileError, AttributeError)):
+            # No compiler, no usable FFI headers or an older JAX without `jax.ffi`: every later
+            # solve would pay the same failed attempt, so "auto" stops trying in this process.
+            _UNAVAILABLE.append(repr(err))
         return None
     adjoint = static.adjoint
     if isinstance(adjoint, Auto):
@@ -139,6 +144,10 @@ def _matrix_work(jaxpr) -> int:
         for sub in jaxprs_in_params(eqn.params):
             total += _matrix_work(sub)
     return total
+
+
+#: why "auto" stopped trying the kernel in this process (empty while it is usable)
+_UNAVAILABLE: list[str] = []
 
 
 def _unserved_state(p) -> str:

@@ -129,3 +129,23 @@ def test_auto_leaves_matrix_heavy_fields_to_xla():
     assert _matrix_work(heavy) == 64 * 64 > AUTO_MATRIX_WORK >= _matrix_work(light)
     sol = sciml.solve(lambda t, y, a: jnp.tanh(a @ y) - y, jnp.ones(64), (0.0, 1.0), args=w)
     assert int(sol.status) == 0
+
+
+def test_without_a_compiler_auto_runs_jax_and_c_says_why(monkeypatch, tmp_path):
+    from sciml import _solve_kernel
+    from sciml.ensemble import _c_backend
+
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("SCIML_CACHE_DIR", str(tmp_path))  # nothing built yet: a build would be needed
+    monkeypatch.setattr(_solve_kernel, "_UNAVAILABLE", [])
+    _c_backend.compiler.cache_clear()
+    try:
+        field = lambda t, y, a: -a * y + 0.25  # noqa: E731  (a field no other test has built)
+        with pytest.raises(sciml.ensemble.CompilerNotFoundError, match="C compiler"):
+            sciml.solve(field, jnp.ones(2), (0.0, 1.0), args=3.0, backend="c")
+        sol = sciml.solve(field, jnp.ones(2), (0.0, 1.0), args=3.0, rtol=1e-10, atol=1e-10)
+        exact = 0.25 / 3.0 + (1.0 - 0.25 / 3.0) * np.exp(-3.0)
+        np.testing.assert_allclose(sol.ys[-1], exact, rtol=1e-8)
+        assert _solve_kernel._UNAVAILABLE  # and "auto" stops trying in this process
+    finally:
+        _c_backend.compiler.cache_clear()
