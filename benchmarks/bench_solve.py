@@ -3,8 +3,8 @@
 Workloads (float64, Tsit5 / diffrax Tsit5 / scipy RK45, rtol = atol = 1e-6, t in [0, 10]):
   * final state only, and 101 save points: steady-state time per call of the jitted solve (after
     compile) and the time to trace + compile it (in a process where each library has already solved
-    another problem, so that neither pays the process's one-time costs), with the default backend (the generated C kernel as
-    an XLA custom call) and with backend="jax" (the XLA loop);
+    another problem, so that neither pays the process's one-time costs), with the default backend
+    (the generated C kernel as an XLA custom call) and with backend="jax" (the XLA loop);
   * the scipy-style facade called repeatedly from Python with numpy in and out, as a simulation
     pipeline would (its default backend, which runs sciml's generated C kernel for this call, and
     `backend="jax"`): `sciml.solve_ivp(..., t_eval=ts)` vs `scipy.integrate.solve_ivp(..., t_eval=ts)`,
@@ -89,8 +89,9 @@ def jitted_rows(repeats: int) -> list[list]:
     y0, p = jnp.asarray(Y0), jnp.asarray(P)
     warm_up()
     rows = []
-    for label, saveat, backend in (("final state", None, "auto"), ("101 save points", jnp.asarray(TS), "auto"),
-                                   ("final, backend=jax", None, "jax"), ("101 pts, backend=jax", jnp.asarray(TS), "jax")):
+    workloads = (("final state", None, "auto"), ("101 save points", jnp.asarray(TS), "auto"),
+                 ("final, backend=jax", None, "jax"), ("101 pts, backend=jax", jnp.asarray(TS), "jax"))
+    for label, saveat, backend in workloads:
         ours, ours_compile = compiled(_sciml(saveat, backend), y0, p)
         peer, peer_compile = compiled(_diffrax(saveat), y0, p)
         ref = _reference(TS if saveat is not None else [T1])

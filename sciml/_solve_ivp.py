@@ -255,7 +255,7 @@ def _solve_with_kernel(fun, solver, y0, t0, t1, t_eval, args, rtol, atol, max_st
 
 def _check_inputs(t0, t1, y0, t_eval, rtol, atol, max_step, first_step):
     """The checks scipy makes (and `sciml.solve` makes outside `jit`), with the fix in the message."""
-    from sciml._solve import _check_saveat
+    from sciml._solve_checks import _check_saveat
 
     if not (np.isfinite(t0) and np.isfinite(t1)):
         raise ValueError(f"`t_span` must be finite; got ({t0}, {t1}).")

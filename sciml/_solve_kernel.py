@@ -170,8 +170,9 @@ def _spec(static, p):
     # The user's field in its own time (the kernel handles the direction of integration itself: a
     # traced direction closed over by the loop's forward-time field could not become C).
     kernel_static = _Static(
-        f=lambda t, y, a: flatten(p.f_user(t, p.unflatten(y), a))[0], y_treedef=y_leaf, y_avals=((tuple(p.y0.shape), np.dtype(p.y0.dtype)),),
-        args_treedef=treedef, arg_avals=avals, solver=static.solver, state_dtype=np.dtype(p.y0.dtype),
+        f=lambda t, y, a: flatten(p.f_user(t, p.unflatten(y), a))[0], y_treedef=y_leaf,
+        y_avals=((tuple(p.y0.shape), np.dtype(p.y0.dtype)),), args_treedef=treedef, arg_avals=avals,
+        solver=static.solver, state_dtype=np.dtype(p.y0.dtype),
         time_dtype=np.dtype(p.time_dtype), save=p.s_ts.shape[0] > 0, adaptive=static.adaptive,
         auto_dt0=static.auto_dt0)
     return _spec_uncached(kernel_static)

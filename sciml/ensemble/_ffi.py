@@ -27,8 +27,9 @@ _REGISTERED: set[str] = set()
 
 def _handler_source(spec: KernelSpec) -> str:
     """C for ``sciml_ffi``: unpack XLA's buffers (the kernel's arrays in entry-point order, then
-    ``max_steps`` as an int32 scalar, which JAX has with or without x64; the outputs after them) and solve one trajectory. The number of
-    save points is read from the shape of ``ys``, so one build serves every ``m`` and ``max_steps``."""
+    ``max_steps`` as an int32 scalar, which JAX has with or without x64; the outputs after them) and
+    solve one trajectory. The number of save points is read from the shape of ``ys``, so one build
+    serves every ``m`` and ``max_steps``."""
     params = entry_parameters(spec)
     buffers = [name for ctype, name in params if ctype != "long long"]
     outputs = ("ys", "yf", "tout", "iout")

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sciml._flat import flatten
-from sciml._solve import _check_f_output, _time_dtype, _tolerance
+from sciml._solve_checks import _check_f_output, _time_dtype, _tolerance
 from sciml.ensemble._codegen import (ArgSpec, KernelMethod, KernelSpec, entry_parameters, kernel_source,
                                      stat_names)
 from sciml.ensemble._ctypes import UnsupportedDtypeError

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from sciml._config import check_precision
-from sciml._solve import _check_concrete_values, _saveat_mode
+from sciml._solve_checks import _check_concrete_values, _saveat_mode
 
 _ARRAY_TYPES = (np.ndarray, np.generic, bool, int, float, complex)
 
