@@ -152,6 +152,8 @@ def solve_ivp(fun: Callable, t_span, y0, method: str = "Tsit5", t_eval=None, den
 
 def _kernel_unserved(solver, y0, t0, t1, t_eval, dense_output, events) -> str:
     """Why the C kernel cannot run this call (empty when it can)."""
+    from sciml._solve_kernel import solver_unserved, state_unserved
+
     if t0 == t1:
         return "it needs t0 != t1"
     if t_eval is None:
@@ -160,23 +162,7 @@ def _kernel_unserved(solver, y0, t0, t1, t_eval, dense_output, events) -> str:
         return "it has no `dense_output`"
     if events:
         return "it has no `events`"
-    if y0.dtype not in (np.float32, np.float64):
-        return f"it integrates float32/float64 states, not {y0.dtype}"
-    try:
-        try:
-            _kernel_method(solver)
-        except TypeError:  # an unhashable solver object
-            _kernel_method.__wrapped__(solver)
-    except ValueError:
-        return f"it runs the explicit Runge-Kutta methods and Rodas5P, not {solver!r}"
-    return ""
-
-
-@functools.lru_cache(maxsize=64)
-def _kernel_method(solver):
-    from sciml.ensemble._kernel import kernel_method
-
-    return kernel_method(solver)
+    return state_unserved(y0.dtype) or solver_unserved(solver)
 
 
 #: (fun, solver, shapes and dtypes) whose translation to C failed: "auto" goes straight to "jax" for them

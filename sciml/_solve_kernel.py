@@ -9,6 +9,7 @@ value-only call costs the kernel's solve, and a differentiated one what it cost 
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -32,18 +33,39 @@ class KernelResult(NamedTuple):
 
 def unserved(static) -> str:
     """Why the kernel cannot run a solve with these static options (empty when it can)."""
-    from sciml.ensemble._kernel import kernel_method
-
     if static.mode not in ("final", "ts"):
         return f'it saves the final state or `saveat` times, not saveat="{static.mode}"'
     if static.events:
         return "it has no `events`"
     if static.jac is not None:
         return "it forms its own Jacobian (no `jac=`)"
+    return solver_unserved(static.solver)
+
+
+def solver_unserved(solver) -> str:
+    """Why the kernel cannot run ``solver`` (empty when it can); `sciml.solve_ivp` asks on every call,
+    so the answer is kept per solver."""
     try:
-        kernel_method(static.solver)
+        return _solver_unserved(solver)
+    except TypeError:  # an unhashable solver object
+        return _solver_unserved.__wrapped__(solver)
+
+
+@functools.lru_cache(maxsize=64)
+def _solver_unserved(solver) -> str:
+    from sciml.ensemble._kernel import kernel_method
+
+    try:
+        kernel_method(solver)
     except ValueError:
-        return f"it runs the explicit Runge-Kutta methods and Rodas5P, not {static.solver!r}"
+        return f"it runs the explicit Runge-Kutta methods and Rodas5P, not {solver!r}"
+    return ""
+
+
+def state_unserved(dtype) -> str:
+    """Why the kernel cannot integrate a state of ``dtype`` (empty when it can)."""
+    if dtype not in (np.float32, np.float64):
+        return f"it integrates float32/float64 states, not {dtype}"
     return ""
 
 
@@ -71,7 +93,7 @@ def kernel_integrate(static, p):
             spec, method = _spec(static, p)
             if static.backend == "auto" and _matrix_work(spec.rhs.jaxpr) > AUTO_MATRIX_WORK:
                 return None
-            target_for(spec, method)
+            target = target_for(spec, method)
     except Exception as err:  # an operation the translator does not take, no compiler, a closed-over tracer
         if static.backend == "c":
             raise
@@ -108,8 +130,8 @@ def kernel_integrate(static, p):
                         jnp.asarray(np.inf if dtmax is None else dtmax, time)])
         n = y0.shape[0]
         tol = jnp.concatenate([jnp.broadcast_to(rtol, (n,)), jnp.broadcast_to(atol, (n,))])
-        ys, y_final, tout, iout = kernel_call(spec, method, y0, jax.tree_util.tree_leaves(params[0]), tp, s_ts, tol,
-                                              cfg.max_steps)
+        ys, y_final, tout, iout = kernel_call(target, spec, method, y0, jax.tree_util.tree_leaves(params[0]), tp,
+                                              s_ts, tol, cfg.max_steps)
         # The XLA loop's dtypes and shapes (the custom rules check that both sides agree).
         stats = {name: iout[k] for k, name in enumerate(names) if k}
         return KernelResult(t=tout[0], y=y_final, ys=jnp.zeros((0, n), y0.dtype) if ys is None else ys,
@@ -151,8 +173,8 @@ _UNAVAILABLE: list[str] = []
 
 
 def _unserved_state(p) -> str:
-    if p.y0.dtype not in (np.float32, np.float64):
-        return f"it integrates float32/float64 states, not {p.y0.dtype}"
+    if state_unserved(p.y0.dtype):
+        return state_unserved(p.y0.dtype)
     if np.dtype(p.time_dtype) not in (np.float32, np.float64):
         return f"its times are float32/float64, not {p.time_dtype}"
     return ""
@@ -161,11 +183,10 @@ def _unserved_state(p) -> str:
 def _spec(static, p):
     """The kernel spec of ``p``'s forward-time, flat vector field (translated from its jaxpr)."""
     from sciml._flat import flatten
-    from sciml.ensemble._kernel import _Static, _spec_uncached
+    from sciml.ensemble._kernel import _aval, _Static, _spec_uncached
 
     leaves, treedef = jax.tree_util.tree_flatten(p.args)
-    avals = tuple((tuple(np.shape(x)), np.dtype(jnp.result_type(x)), bool(getattr(x, "weak_type", False)), False)
-                  for x in leaves)
+    avals = tuple(_aval(x, False) for x in leaves)
     y_leaf = jax.tree_util.tree_structure(0)
     # The user's field in its own time (the kernel handles the direction of integration itself: a
     # traced direction closed over by the loop's forward-time field could not become C).

@@ -82,10 +82,12 @@ def target_for(spec: KernelSpec, method: KernelMethod) -> str:
     return _target(source_for(spec, method, "c-single") + _handler_source(spec))
 
 
-def kernel_call(spec: KernelSpec, method: KernelMethod, y0, arg_leaves, tp, ts, tol, max_steps: int):
+def kernel_call(name: str, spec: KernelSpec, method: KernelMethod, y0, arg_leaves, tp, ts, tol,
+                max_steps: int):
     """Solve one trajectory with the kernel from inside a traced program.
 
-    ``y0``: ``(n,)`` state; ``arg_leaves``: the array arguments in the spec's order; ``tp``: ``(5,)`` time
+    ``name``: the custom-call target of ``spec`` (from `target_for`); ``y0``: ``(n,)`` state;
+    ``arg_leaves``: the array arguments in the spec's order; ``tp``: ``(5,)`` time
     parameters (t0, t1 along the direction, the direction, first step or 0, largest step); ``ts``:
     ``(m,)`` save times along the direction (``m = 0``: final state only); ``tol``: ``(2n,)`` rtol then
     atol. Returns ``(ys (m, n) or None, y_final (n,), t_final and last dt (2,), int32 stats)`` with
@@ -93,8 +95,6 @@ def kernel_call(spec: KernelSpec, method: KernelMethod, y0, arg_leaves, tp, ts, 
     another.
     """
     m, n = int(ts.shape[0]), spec.n
-    with jax.ensure_compile_time_eval():
-        name = target_for(spec, method)
     real, time = spec.state_dtype, spec.time_dtype
     outs = (jax.ShapeDtypeStruct((1, m, n) if m else (1,), real), jax.ShapeDtypeStruct((1, n), real),
             jax.ShapeDtypeStruct((1, 2), time), jax.ShapeDtypeStruct((1, len(stat_names(method))), np.int32))
