@@ -71,10 +71,16 @@ def _structs(static: _Static):
     return jax.tree_util.tree_unflatten(static.y_treedef, y), args
 
 
-def _rebuild(static: _Static, dynamic):
+def _rebuild(args_treedef, arg_avals, dynamic):
+    """``args`` from its array leaves ``dynamic``, the static leaves taken from ``arg_avals``."""
     it = iter(dynamic)
-    leaves = [a[1] if a[0] == "static" else next(it) for a in static.arg_avals]
-    return jax.tree_util.tree_unflatten(static.args_treedef, leaves)
+    leaves = [a[1] if a[0] == "static" else next(it) for a in arg_avals]
+    return jax.tree_util.tree_unflatten(args_treedef, leaves)
+
+
+def _dynamic_structs(arg_avals) -> list:
+    """Shape-dtype structs of the array leaves of ``args``, in order."""
+    return [jax.ShapeDtypeStruct(a[0], a[1], weak_type=a[2]) for a in arg_avals if a[0] != "static"]
 
 
 def _spec(static: _Static) -> tuple[KernelSpec, KernelMethod]:
@@ -94,10 +100,10 @@ def _spec_uncached(static: _Static) -> tuple[KernelSpec, KernelMethod]:
     y_struct, _ = _structs(static)
     template = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, static.state_dtype), y_struct)
     y_flat, unflatten = flatten(template)
-    dynamic = [jax.ShapeDtypeStruct(a[0], a[1], weak_type=a[2]) for a in static.arg_avals if a[0] != "static"]
+    dynamic = _dynamic_structs(static.arg_avals)
 
     def rhs(t, y, *arg_leaves):
-        out = static.f(t, unflatten(y), _rebuild(static, arg_leaves))
+        out = static.f(t, unflatten(y), _rebuild(static.args_treedef, static.arg_avals, arg_leaves))
         return flatten(out)[0].astype(static.state_dtype)
 
     t_struct = jax.ShapeDtypeStruct((), static.time_dtype)
@@ -261,13 +267,11 @@ def _state_dtype_cached(f, y_treedef, y_avals, args_treedef, arg_avals, t_aval):
 
 def _state_dtype_uncached(f, y_treedef, y_avals, args_treedef, arg_avals, t_aval):
     y_struct = jax.tree_util.tree_unflatten(y_treedef, [jax.ShapeDtypeStruct(s, d) for s, d in y_avals])
-    dynamic = [jax.ShapeDtypeStruct(a[0], a[1], weak_type=a[2]) for a in arg_avals if a[0] != "static"]
+    dynamic = _dynamic_structs(arg_avals)
     t_struct = jax.ShapeDtypeStruct(*t_aval[:2], weak_type=t_aval[2])
 
     def rebuild(dyn):
-        it = iter(dyn)
-        leaves = [a[1] if a[0] == "static" else next(it) for a in arg_avals]
-        return jax.tree_util.tree_unflatten(args_treedef, leaves)
+        return _rebuild(args_treedef, arg_avals, dyn)
 
     def probe(t, y, dyn):
         return f(t, y, rebuild(dyn))
