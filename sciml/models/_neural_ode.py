@@ -73,12 +73,7 @@ class NeuralODE(Layer):
 
     def __post_init__(self):
         super().__post_init__()
-        if not isinstance(self.model, Layer):
-            raise TypeError(f"`NeuralODE(model, ...)` needs a `sciml.layers.Layer` as `model`; got "
-                            f"{type(self.model).__name__}. Wrap a function with `sciml.layers.WrappedFunction`.")
-        if self.model.has_state():
-            raise TypeError("`NeuralODE` needs a stateless `model` (no BatchNorm or Dropout): the vector field "
-                            "must depend on the params and the state y only.")
+        check_field_model(self.model, "NeuralODE(model, ...)", "the state y")
         object.__setattr__(self, "t_span", _time_pair(self.t_span))
         if self.saveat is not None:
             object.__setattr__(self, "saveat", _save_times(self.saveat, self.t_span))
@@ -148,6 +143,17 @@ class NeuralODE(Layer):
         fields["solver"] = decode_strategy(fields.get("solver"), "solver")
         fields["adjoint"] = decode_strategy(fields.get("adjoint"), "adjoint")
         return cls(**fields)
+
+
+def check_field_model(model, call: str, state: str) -> None:
+    """The network inside a vector field (of `NeuralODE`, `UDE`) must be a stateless `Layer`."""
+    owner = call.split("(")[0]
+    if not isinstance(model, Layer):
+        raise TypeError(f"`{call}` needs a `sciml.layers.Layer` as `model`; got {type(model).__name__}. Wrap a "
+                        f"function with `sciml.layers.WrappedFunction`.")
+    if model.has_state():
+        raise TypeError(f"`{owner}` needs a stateless `model` (no BatchNorm or Dropout): the vector field must "
+                        f"depend on the params and {state} only.")
 
 
 def _time_pair(t_span) -> tuple[float, float]:

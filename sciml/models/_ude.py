@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from sciml.layers import Layer
+from sciml.models._neural_ode import check_field_model
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -55,12 +56,7 @@ class UDE:
         if not callable(self.known):
             raise TypeError(f"`UDE(known, model)` needs a function `known(t, u, physics)`; got "
                             f"{type(self.known).__name__}.")
-        if not isinstance(self.model, Layer):
-            raise TypeError(f"`UDE(known, model)` needs a `sciml.layers.Layer` as `model`; got "
-                            f"{type(self.model).__name__}.")
-        if self.model.has_state():
-            raise TypeError("`UDE` needs a stateless `model` (no BatchNorm or Dropout): the vector field must "
-                            "depend on the params and u only.")
+        check_field_model(self.model, "UDE(known, model)", "u")
         for leaf in jax.tree_util.tree_leaves(self.physics):
             if not _is_number(leaf):
                 raise TypeError(f"`UDE(physics=...)` holds initial values of the physical parameters, numbers "
