@@ -24,8 +24,10 @@ checked against the file size, the header and the tree description are validated
 tensor's bytes are checked against their checksum, so a truncated, corrupted or foreign file raises a
 ``ValueError`` that names the file and the problem instead of returning wrong numbers.
 
-Writing is atomic: the file is written to a temporary file in the same directory, flushed to disk and
-moved over ``path`` with ``os.replace``, so an existing file is never left half-written.
+Writing is atomic (:func:`sciml._atomic.atomic_write`): the file is written to a temporary file in the
+same directory, flushed to disk and moved over ``path``, so an existing file is never left half-written;
+a replaced file keeps its permissions, a symlink's target is written, and a read-only file, a directory
+or a device at ``path`` is refused.
 
 The layout is written here rather than with ``safetensors.numpy.save``, whose numpy back-end has no
 bfloat16 and whose low-level writer changed signature across the supported safetensors versions; every
@@ -39,7 +41,6 @@ import hashlib
 import json
 import math
 import os
-import secrets
 import stat
 from typing import Any, Iterator
 
@@ -48,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 import safetensors
 
+from sciml._atomic import atomic_write
 from sciml._config import PrecisionError, x64_enabled
 from sciml.layers import Layer, from_config
 
@@ -100,7 +102,9 @@ def save(path: str | os.PathLike, params: Any, model: Layer | None = None,
     Raises:
         TypeError: when ``params`` holds something other than the containers and leaves above, when
             ``model`` is not a Layer, or when ``metadata`` or the model description is not JSON-able.
-        ValueError: when ``path`` is a directory or ``metadata`` holds a NaN or infinity.
+        ValueError: when ``path`` is a directory, a device or a FIFO, or ``metadata`` holds a NaN or
+            infinity.
+        PermissionError: when ``path`` is a read-only file (it is never overwritten).
         FileNotFoundError: when the directory of ``path`` does not exist.
 
     Example:
@@ -112,9 +116,6 @@ def save(path: str | os.PathLike, params: Any, model: Layer | None = None,
         (dtype('complex64'), True)
     """
     path = os.fsdecode(path)
-    if os.path.isdir(path):
-        raise ValueError(f"`sciml.save`: {path!r} is a directory; give a file path such as "
-                         f"{os.path.join(path, 'params.safetensors')!r}.")
     arrays: dict[str, np.ndarray] = {}
     tree = _describe(params, "params", "params", arrays)
     if model is not None and not isinstance(model, Layer):
@@ -137,7 +138,8 @@ def save(path: str | os.PathLike, params: Any, model: Layer | None = None,
         offset += array.nbytes
     encoded = _dumps(header).encode("utf-8")
     encoded += b" " * (-len(encoded) % 8)  # safetensors pads the header to 8 bytes
-    _write_atomically(path, len(encoded).to_bytes(8, "little") + encoded, list(arrays.values()))
+    atomic_write(path, lambda file: _write_payload(file, len(encoded).to_bytes(8, "little") + encoded,
+                                                   list(arrays.values())), what="`sciml.save`")
 
 
 def _describe(node: Any, name: str, where: str, arrays: dict[str, np.ndarray]) -> Any:
@@ -216,37 +218,6 @@ def _write_payload(file, header: bytes, arrays: list[np.ndarray]) -> None:
     file.write(header)
     for array in arrays:
         file.write(_bytes_view(array))
-
-
-def _write_atomically(path: str, header: bytes, arrays: list[np.ndarray]) -> None:
-    """Write to a temporary file beside ``path``, fsync it, then move it over ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
-    try:  # 0o666 filtered by the umask: the permissions an ordinary `open(path, "wb")` would give
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"`sciml.save`: the directory {directory!r} does not exist; create "
-                                f"it first (`os.makedirs`).") from None
-    try:
-        with os.fdopen(fd, "wb") as file:
-            _write_payload(file, header, arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable; not possible on every platform
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
 
 
 # -- loading -----------------------------------------------------------------------------------------

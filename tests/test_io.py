@@ -553,3 +553,21 @@ def test_a_description_that_does_not_match_the_tensors_is_refused(tmp_path, smal
     _rewrite(path, edit)
     with pytest.raises(ValueError, match=phrase):
         sciml.load(path)
+
+
+def test_save_keeps_what_the_path_was(tmp_path):
+    """`sciml.save` writes through `atomic_write`: a 0600 file stays 0600, a link's target is written,
+    a read-only file is refused and kept."""
+    private = tmp_path / "private.safetensors"
+    sciml.save(private, {"w": np.ones(2)})
+    private.chmod(0o600)
+    sciml.save(private, {"w": np.zeros(2)})
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(private)
+    sciml.save(link, {"w": np.full(2, 3.0)})
+    assert link.is_symlink() and float(sciml.load(private)[0]["w"][0]) == 3.0
+    private.chmod(0o400)
+    with pytest.raises(PermissionError, match="read-only"):
+        sciml.save(private, {"w": np.zeros(2)})
+    assert float(sciml.load(private)[0]["w"][0]) == 3.0
