@@ -152,15 +152,26 @@ def _check_concrete_values(t0, t1, y0, ts, rtol, atol):
     for name, tol in (("rtol", rtol), ("atol", atol)):
         for leaf in jax.tree_util.tree_leaves(tol):
             c = _concrete(leaf)
-            if c is None:
-                continue
-            if name == "rtol" and np.any(c <= 0):
-                raise ValueError(f"`rtol` must be > 0; got {c}. Use e.g. rtol=1e-6.")
-            if name == "atol" and np.any(c < 0):
-                raise ValueError(f"`atol` must be >= 0; got {c}. Use e.g. atol=1e-6 (0 for a purely relative "
-                                 f"tolerance).")
+            problem = None if c is None else tolerance_problem(name, c)
+            if problem:
+                raise ValueError(f"`{name}` {problem}. Use e.g. {name}=1e-6.")
     if ts is not None:
         _check_saveat(ts, t0, t1)
+
+
+def tolerance_problem(name: str, value) -> str | None:
+    """What is wrong with a concrete ``rtol`` or ``atol`` (``name``), or None if nothing: both must be
+    finite, ``rtol`` > 0 and ``atol`` >= 0 (0 asks for a purely relative tolerance). Callers name the
+    argument and the fix their own way (`sciml.solve`'s ``rtol=1e-6``, the command line's ``--rtol 1e-6``)."""
+    c = np.asarray(value)
+    finite = np.isfinite(c)
+    if not np.all(finite):
+        return f"must be finite; got {c[~finite].ravel()[0]}"
+    if name == "rtol" and np.any(c <= 0):
+        return f"must be > 0; got {c[c <= 0].ravel()[0]}"
+    if name == "atol" and np.any(c < 0):
+        return f"must be >= 0 (0 for a purely relative tolerance); got {c[c < 0].ravel()[0]}"
+    return None
 
 
 def _check_saveat(ts, t0, t1):

@@ -241,17 +241,17 @@ def _solve_with_kernel(fun, solver, y0, t0, t1, t_eval, args, rtol, atol, max_st
 
 def _check_inputs(t0, t1, y0, t_eval, rtol, atol, max_step, first_step):
     """The checks scipy makes (and `sciml.solve` makes outside `jit`), with the fix in the message."""
-    from sciml._solve_checks import _check_saveat
+    from sciml._solve_checks import _check_saveat, tolerance_problem
 
     if not (np.isfinite(t0) and np.isfinite(t1)):
         raise ValueError(f"`t_span` must be finite; got ({t0}, {t1}).")
     if not np.isfinite(y0).all():
         bad = int(np.flatnonzero(~np.isfinite(y0))[0])
         raise ValueError(f"`y0` must be finite; got y0[{bad}]={y0[bad]}.")
-    if (rtol <= 0) if isinstance(rtol, float) else np.any(np.asarray(rtol) <= 0):
-        raise ValueError(f"`rtol` must be > 0; got {rtol}. Use e.g. rtol=1e-6.")
-    if (atol < 0) if isinstance(atol, float) else np.any(np.asarray(atol) < 0):
-        raise ValueError(f"`atol` must be >= 0; got {atol}. Use e.g. atol=1e-9.")
+    for name, tol, example in (("rtol", rtol, "1e-6"), ("atol", atol, "1e-9")):
+        problem = tolerance_problem(name, tol)
+        if problem:
+            raise ValueError(f"`{name}` {problem}. Use e.g. {name}={example}.")
     if not max_step > 0:
         raise ValueError(f"`max_step` must be positive; got {max_step}. Leave it out (np.inf) for no limit.")
     if first_step is not None and not 0 < first_step <= abs(t1 - t0):

@@ -277,6 +277,8 @@ BAD_INPUTS = {
     "rtol zero": (dict(rtol=0.0), ValueError, ["`rtol` must be > 0", "0.0", "rtol=1e-6"]),
     "rtol negative": (dict(rtol=-1e-3), ValueError, ["`rtol` must be > 0", "-0.001", "rtol=1e-6"]),
     "atol negative": (dict(atol=-1.0), ValueError, ["`atol` must be >= 0", "-1.0", "atol=1e-6"]),
+    "atol nan": (dict(atol=float("nan")), ValueError, ["`atol` must be finite", "nan", "atol=1e-6"]),
+    "rtol inf": (dict(rtol=float("inf")), ValueError, ["`rtol` must be finite", "inf", "rtol=1e-6"]),
     "saveat outside": (dict(saveat=jnp.array([0.0, 0.5, 1.5])), ValueError,
                        [r"inside `t_span=\(0.0, 1.0\)`", r"saveat\[2\]=1.5", "widen `t_span`"]),
     "saveat before t0": (dict(saveat=jnp.array([-0.5, 0.5])), ValueError, [r"saveat\[0\]=-0.5"]),
