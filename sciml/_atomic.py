@@ -25,7 +25,7 @@ import stat
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-__all__ = ["atomic_write", "atomic_write_bytes"]
+__all__ = ["atomic_write", "atomic_write_bytes", "check_destination"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object], *, mode: int | None = None,
@@ -54,12 +54,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object], *
         >>> open(p).read()
         'hello'
     """
-    target = Path(os.path.realpath(os.fspath(path)))
-    existing = _existing_mode(target, what)
+    target, existing = _destination(path, what)
     directory = target.parent
-    if not directory.is_dir():
-        raise FileNotFoundError(f"{what}: the directory {str(directory)!r} does not exist; create it first "
-                                f"(`os.makedirs`).")
     _remove_stale_temporaries(target)
     tmp = directory / f".{target.name}.sciml-{os.getpid()}-{secrets.token_hex(6)}.tmp"
     create_mode = 0o600 if existing is not None or mode is not None else 0o666  # fixed below, umask-free
@@ -80,6 +76,28 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object], *
         raise
     _fsync_directory(directory)
     return target
+
+
+def check_destination(path: str | os.PathLike, what: str = "the file") -> Path:
+    """Refuse, before any work is done, a ``path`` that :func:`atomic_write` would refuse (a missing
+    directory, a read-only file, a directory, device, FIFO or socket); return the path it would write.
+
+    A long computation whose result goes to ``path`` checks it first, so that a typo costs no time.
+
+    Raises:
+        FileNotFoundError, PermissionError, ValueError: as :func:`atomic_write`.
+    """
+    return _destination(path, what)[0]
+
+
+def _destination(path, what: str) -> tuple[Path, int | None]:
+    """The resolved ``path`` and the mode of the file there (None if none), or the error that refuses it."""
+    target = Path(os.path.realpath(os.fspath(path)))
+    existing = _existing_mode(target, what)
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"{what}: the directory {str(target.parent)!r} does not exist; create it first "
+                                f"(`os.makedirs`).")
+    return target, existing
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, mode: int | None = None,

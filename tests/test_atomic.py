@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from sciml._atomic import atomic_write, atomic_write_bytes
+from sciml._atomic import atomic_write, atomic_write_bytes, check_destination
 
 
 def _temporaries(directory):
@@ -120,3 +120,17 @@ def test_a_live_writers_temporary_is_left_alone(tmp_path):
     live.write_bytes(b"in flight")
     atomic_write_bytes(path, b"x")
     assert live.exists()
+
+
+def test_check_destination_refuses_up_front_what_a_write_would_refuse(tmp_path):
+    read_only = tmp_path / "ro"
+    read_only.write_bytes(b"keep")
+    read_only.chmod(0o444)
+    for path, error, message in [(tmp_path, ValueError, "is a directory"), (read_only, PermissionError, "read-only"),
+                                 (tmp_path / "missing" / "f", FileNotFoundError, "does not exist")]:
+        with pytest.raises(error, match=f"^--out: .*{message}"):
+            check_destination(path, what="--out")
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "new")
+    assert check_destination(link) == tmp_path / "new"            # what atomic_write would write
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "ro"]   # and nothing was written
