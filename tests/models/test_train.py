@@ -168,7 +168,7 @@ def test_resume_without_a_checkpoint_starts_fresh_and_checkpoints_are_periodic(t
     assert result.steps == 12 and path.exists()
     assert [step for step, _ in writes][0] == 4   # first written after 4 steps
     meta = sciml.io.read_metadata(path)
-    assert meta["phase"] == 1 and meta["format"] == "sciml.fit/1"
+    assert meta["phase"] == 1 and meta["format"] == "sciml.fit/2"
 
 
 def test_a_corrupted_checkpoint_is_a_clear_error(tmp_path):
@@ -189,13 +189,141 @@ def test_a_checkpoint_for_other_params_or_optimizers_is_refused(tmp_path):
     sciml.fit(loss, initial(), ADAM, steps=3, progress=False, checkpoint=path)
     with pytest.raises(ValueError, match="do not match the `params`"):
         sciml.fit(loss, initial(jnp.float32), ADAM, steps=3, progress=False, checkpoint=path, resume=True)
-    with pytest.raises(ValueError, match="phases"):
+    with pytest.raises(ValueError, match=r"written for 1 phase\(s\), but `fit` got 2 phase\(s\)"):
         sciml.fit(loss, initial(), PHASES, progress=False, checkpoint=path, resume=True)
-    with pytest.raises(ValueError, match="optimizer state"):
+    with pytest.raises(ValueError, match="not the one that wrote the checkpoint"):
         sciml.fit(loss, initial(), LBFGS, steps=3, progress=False, checkpoint=path, resume=True)
     sciml.save(path, {"w": jnp.ones(2)})
     with pytest.raises(ValueError, match="not a `fit` checkpoint"):
         sciml.fit(loss, initial(), ADAM, steps=3, progress=False, checkpoint=path, resume=True)
+
+
+@pytest.mark.parametrize("other, differs", [
+    (optax.adamw(0.05), "add_decayed_weights"),                     # same state shapes as Adam
+    (optax.adam(0.01), "step_size` is -0.05 in the checkpoint but -0.01 now"),
+    (optax.sgd(0.05), "scale_by_adam"),
+], ids=["adamw", "adam-other-rate", "sgd"])
+def test_a_different_optimizer_is_refused_naming_what_differs(tmp_path, other, differs):
+    path = tmp_path / "fit.safetensors"
+    sciml.fit(loss, initial(), ADAM, steps=3, progress=False, checkpoint=path)
+    with pytest.raises(ValueError, match="not the one that wrote the checkpoint") as error:
+        sciml.fit(loss, initial(), other, steps=3, progress=False, checkpoint=path, resume=True)
+    assert differs in str(error.value) and path.name in str(error.value)
+
+
+def test_an_identically_rebuilt_optimizer_resumes_to_the_same_bits(tmp_path):
+    reference = sciml.fit(loss, initial(), ADAM, steps=20, progress=False)
+    path = tmp_path / "fit.safetensors"
+    sciml.fit(loss, initial(), ADAM, steps=20, progress=False, checkpoint=path, callbacks=[_interrupt_at(7)])
+    resumed = sciml.fit(loss, initial(), optax.adam(0.05), steps=20, progress=False, checkpoint=path, resume=True)
+    assert resumed.steps == 20
+    assert np.asarray(resumed.params["w"]).tobytes() == np.asarray(reference.params["w"]).tobytes()
+    np.testing.assert_array_equal(resumed.losses, reference.losses)
+
+
+def test_resuming_with_other_step_counts_is_refused_with_the_true_counts(tmp_path):
+    finished, stopped = tmp_path / "finished.safetensors", tmp_path / "stopped.safetensors"
+    sciml.fit(loss, initial(), ADAM, steps=25, progress=False, checkpoint=finished)
+    with pytest.raises(ValueError, match=r"written for 25 steps in phase 1 \('phase 1'\), which it has finished "
+                                         r"\(25 steps taken in all\), but `fit` got 10 steps"):
+        sciml.fit(loss, initial(), ADAM, steps=10, progress=False, checkpoint=finished, resume=True)
+    with pytest.raises(ValueError, match="got 30 steps"):   # more steps: also not the run that was saved
+        sciml.fit(loss, initial(), ADAM, steps=30, progress=False, checkpoint=finished, resume=True)
+    sciml.fit(loss, initial(), ADAM, steps=25, progress=False, checkpoint=stopped, callbacks=[_interrupt_at(16)])
+    with pytest.raises(ValueError, match=r"of which it has completed 17 \(17 steps taken in all\), but `fit` got 10"):
+        sciml.fit(loss, initial(), ADAM, steps=10, progress=False, checkpoint=stopped, resume=True)
+    again = sciml.fit(loss, initial(), ADAM, steps=25, progress=False, checkpoint=finished, resume=True)
+    assert again.steps == 25 and again.message == "completed 25 steps."
+
+
+def _edited(path, tmp_path, edit):
+    """A copy of the checkpoint at ``path`` whose metadata (a dict) or tensors ``edit`` changed in place,
+    written by `sciml.save` so that every checksum is valid."""
+    tensors, _ = sciml.load(path)
+    meta = sciml.io.read_metadata(path)
+    edit(meta, tensors)
+    out = tmp_path / "edited.safetensors"
+    sciml.save(out, tensors, metadata=meta)
+    return out
+
+
+def _set(field, value):
+    def edit(meta, tensors):
+        meta[field] = value
+    return edit
+
+
+def _set_phase_entry(key, value):
+    def edit(meta, tensors):
+        meta["phases"][0][key] = value
+    return edit
+
+
+def _delete(field):
+    def edit(meta, tensors):
+        del meta[field]
+    return edit
+
+
+def _set_tensor(name, value):
+    def edit(meta, tensors):
+        tensors[name] = value
+    return edit
+
+
+# (edit, the words of the message); the checkpoint is the end of `fit(ADAM, steps=25)` saved at step 10
+# (phase 0, phase_step 10, 10 losses) with EarlyStopping, so best_loss and since_best are set
+@pytest.mark.parametrize("edit, words", [
+    (_set("phase", -1), "`phase=-1` in its metadata; expected an int in [0, 1]"),
+    (_set("phase", "x"), "`phase='x'` in its metadata; expected an int in [0, 1]"),
+    (_set("phase", 2), "`phase=2`"),
+    (_set("phase", True), "`phase=True`"),
+    (_set("phase_step", -1), "`phase_step=-1` in its metadata; expected an int in [0, 25]"),
+    (_set("phase_step", 26), "`phase_step=26`"),
+    (_set("phase_step", 2.5), "`phase_step=2.5`"),
+    (_set("phases", []), "`phases=[]`"),
+    (_set_phase_entry("steps", 0), "`phases[0].steps=0` in its metadata; expected a positive int"),
+    (_set_phase_entry("name", 3), "`phases[0].name=3`"),
+    (_set_phase_entry("optimizer", "adam"), "`phases[0].optimizer='adam'`"),
+    (_set("best_loss", "low"), "`best_loss='low'`"),
+    (_set("since_best", -1), "`since_best=-1`"),
+    (_set("since_best", 11), "`since_best=11` in its metadata; expected an int in [0, 10]"),
+    (_set("optax", 2), "`optax=2`"),
+    (_delete("phase_step"), "missing: ['phase_step']"),
+    (_set("learning_rate", 0.1), "unknown: ['learning_rate']"),
+    (_set("format", "sciml.fit/7"), "`format='sciml.fit/7'`, not 'sciml.fit/2'"),
+    (_set_tensor("losses", np.array([1.0, np.nan] * 5)), "losses[1]=nan as `losses`; expected finite values"),
+    (_set_tensor("losses", np.ones(10, np.float32)), "a float32[10] as `losses`"),
+    (_set_tensor("losses", np.ones(40)), "holds 40 losses, but its metadata says `phase=0`, `phase_step=10`"),
+    (_set_tensor("opt_state", {"mu": np.ones(3)}), "a dict as `opt_state`"),
+], ids=["phase=-1", "phase=x", "phase=2", "phase=True", "phase_step=-1", "phase_step=26", "phase_step=2.5",
+        "phases=[]", "steps=0", "name=3", "optimizer=str", "best_loss=str", "since_best=-1", "since_best=11",
+        "optax=2", "missing", "unknown", "format", "losses-nan", "losses-float32", "losses-too-many",
+        "opt_state-dict"])
+def test_hand_edited_metadata_with_valid_checksums_is_refused_field_by_field(tmp_path, edit, words):
+    path = tmp_path / "fit.safetensors"
+    sciml.fit(loss, initial(), ADAM, steps=25, progress=False, checkpoint=path, checkpoint_every=10,
+              early_stopping=sciml.EarlyStopping(patience=100), callbacks=[_interrupt_at(9)])
+    edited = _edited(path, tmp_path, edit)
+    with pytest.raises(ValueError) as error:
+        sciml.fit(loss, initial(), ADAM, steps=25, progress=False, checkpoint=edited, resume=True)
+    assert words in str(error.value) and edited.name in str(error.value)
+
+
+def test_a_checkpoint_of_the_first_format_is_refused_with_the_way_to_its_params(tmp_path):
+    path = tmp_path / "fit.safetensors"
+    sciml.fit(loss, initial(), ADAM, steps=3, progress=False, checkpoint=path)
+
+    def as_written_by_format_1(meta, tensors):   # before the optimizer was recorded
+        meta.update(format="sciml.fit/1", phases=[[p["name"], p["steps"]] for p in meta["phases"]])
+        del meta["optax"]
+
+    old = _edited(path, tmp_path, as_written_by_format_1)
+    with pytest.raises(ValueError, match="older sciml that did not record the optimizer") as error:
+        sciml.fit(loss, initial(), ADAM, steps=3, progress=False, checkpoint=old, resume=True)
+    assert f'sciml.load({str(old)!r})[0]["params"]' in str(error.value)
+    tensors, _ = sciml.load(old)
+    np.testing.assert_array_equal(tensors["params"]["w"], sciml.load(path)[0]["params"]["w"])
 
 
 def test_bad_arguments_say_what_to_pass():
