@@ -28,9 +28,12 @@ from sciml.ensemble._errors import CompileError, CompilerNotFoundError
 from sciml.ensemble._kernel import prepare_launch, source_for
 
 # IEEE arithmetic as written (no contraction into FMAs, no reassociation); errno and trap flags are
-# not part of the results, so dropping them lets the compiler vectorise the lanes of a block.
+# not part of the results, so dropping them lets the compiler vectorise the lanes of a block. No
+# basic-block (SLP) vectorisation: GCC 12 packs a field's components into short vectors there and then
+# folds a vector `(double)(float)x` to `x`, dropping a float32 rounding that the field asks for (its
+# loop vectoriser, which packs the lanes of a block, converts with pack/unpack and keeps it).
 _FLAGS = ("-O3", "-std=c99", "-fPIC", "-shared", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math",
-          "-fopenmp-simd")
+          "-fopenmp-simd", "-fno-tree-slp-vectorize")
 #: tried in order: this CPU's vector instructions and OpenMP threads, then without either
 _OPTIONAL = (("-march=native", "-fopenmp"), ("-fopenmp",), ("-march=native",), ())
 
