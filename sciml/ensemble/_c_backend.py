@@ -1,10 +1,10 @@
 """Compile generated C with the system C compiler into a shared library, cached by source hash.
 
-The library is built once per distinct source (and compiler and flags) and kept in the user cache
-directory (``$SCIML_CACHE_DIR``, else ``$XDG_CACHE_HOME/sciml/kernels``, else
-``~/.cache/sciml/kernels``), so a later process loads it without compiling. It is built for this CPU's
-vector instructions (``-march=native``) and with OpenMP when the compiler supports them; without
-OpenMP the blocks of trajectories run on one core.
+The library is built once per distinct source (and compiler and flags) and kept in the user's private
+kernel cache (`sciml.ensemble._kernel_cache`: ``$SCIML_CACHE_DIR``, else
+``$XDG_CACHE_HOME/sciml/kernels``, else ``~/.cache/sciml/kernels``), so a later process loads it without
+compiling. It is built for this CPU's vector instructions (``-march=native``) and with OpenMP when the
+compiler supports them; without OpenMP the blocks of trajectories run on one core.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 from sciml.ensemble._codegen import entry_parameters
 from sciml.ensemble._errors import CompileError, CompilerNotFoundError
 from sciml.ensemble._kernel import prepare_launch, source_for
+from sciml.ensemble._kernel_cache import key_definition, load_cached
 
 # IEEE arithmetic as written (no contraction into FMAs, no reassociation); errno and trap flags are
 # not part of the results, so dropping them lets the compiler vectorise the lanes of a block. No
@@ -36,14 +37,6 @@ _FLAGS = ("-O3", "-std=c99", "-fPIC", "-shared", "-ffp-contract=off", "-fno-math
           "-fopenmp-simd", "-fno-tree-slp-vectorize")
 #: tried in order: this CPU's vector instructions and OpenMP threads, then without either
 _OPTIONAL = (("-march=native", "-fopenmp"), ("-fopenmp",), ("-march=native",), ())
-
-
-def cache_dir() -> Path:
-    """Where compiled kernels are kept between processes."""
-    if os.environ.get("SCIML_CACHE_DIR"):
-        return Path(os.environ["SCIML_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "sciml" / "kernels"
 
 
 @functools.lru_cache(maxsize=None)
@@ -70,22 +63,22 @@ _LOADED: dict[str, ctypes.CDLL] = {}
 
 def load_library(source: str, extra_flags: tuple[str, ...] = ()) -> ctypes.CDLL:
     """Compile ``source`` (or reuse the cached build) and load it; ``extra_flags`` go to the compiler
-    (e.g. an include directory)."""
-    cc, version = compiler()
+    (e.g. an include directory). The library also defines the kernel's key (see `_kernel_cache`)."""
+    cc, _ = compiler()
+    key = library_key(source, extra_flags)
+    if key not in _LOADED:
+        full = source + key_definition(key)
+        _LOADED[key] = load_cached(key, lambda: _build(cc, full, tuple(extra_flags)))
+    return _LOADED[key]
+
+
+def library_key(source: str, extra_flags: tuple[str, ...] = ()) -> str:
+    """The cache key of ``source`` built with ``extra_flags`` by this compiler for this CPU."""
+    _, version = compiler()
     # -march=native code runs only on CPUs with the same instructions: the host's feature flags are
     # part of the key, so a cache directory shared between machines never hands one the other's build.
     flags = " ".join(_FLAGS + tuple(extra_flags))
-    key = hashlib.sha256("\n".join([version, flags, _cpu_features(), source]).encode()).hexdigest()[:32]
-    if key in _LOADED:
-        return _LOADED[key]
-    directory = cache_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"sciml_{key}.so"
-    if not path.exists():
-        _build(cc, source, path, tuple(extra_flags))
-    lib = ctypes.CDLL(str(path))
-    _LOADED[key] = lib
-    return lib
+    return hashlib.sha256("\n".join([version, flags, _cpu_features(), source]).encode()).hexdigest()[:32]
 
 
 @functools.lru_cache(maxsize=None)
@@ -99,7 +92,8 @@ def _cpu_features() -> str:
         return platform.machine() + platform.processor()
 
 
-def _build(cc: str, source: str, path: Path, extra_flags: tuple[str, ...] = ()) -> None:
+def _build(cc: str, source: str, extra_flags: tuple[str, ...] = ()) -> bytes:
+    """The shared library ``cc`` builds from ``source``; everything else it writes is removed."""
     with tempfile.TemporaryDirectory(prefix="sciml_build_") as tmp:
         src = Path(tmp) / "kernel.c"
         src.write_text(source)
@@ -109,12 +103,12 @@ def _build(cc: str, source: str, path: Path, extra_flags: tuple[str, ...] = ()) 
             result = subprocess.run([cc, *_FLAGS, *extra_flags, *extra, str(src), "-o", str(out), "-lm"],
                                     capture_output=True, text=True)
             if result.returncode == 0:
-                # Atomic: a concurrent process sees either no file or a complete one.
-                fd, tmp_final = tempfile.mkstemp(dir=path.parent, suffix=".so.tmp")
-                os.close(fd)
-                shutil.copyfile(out, tmp_final)
-                os.replace(tmp_final, path)
-                return
+                data = out.read_bytes() if out.is_file() else b""
+                if not data:
+                    raise CompileError(f"the C compiler `{cc}` reported success but wrote no library (its output "
+                                       f"`-o {out.name}` is missing or empty). Set `CC` to a working C compiler "
+                                       f"(gcc or clang), or use `backend=\"jax\"`.")
+                return data
             errors = result.stderr
         raise CompileError(f"the C compiler `{cc}` rejected the generated kernel source:\n{errors[-4000:]}\n"
                            f"This is a bug in sciml; `backend=\"jax\"` works meanwhile.")

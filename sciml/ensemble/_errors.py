@@ -11,5 +11,10 @@ class CompilerNotFoundError(BackendUnavailableError):
     """No working C compiler for `backend="c"`."""
 
 
+class UnsafeCacheError(BackendUnavailableError):
+    """The compiled-kernel cache (its directory or a library in it) is not private to this user, so
+    loading code from it could run what another user put there; the message names the path and the fix."""
+
+
 class CompileError(RuntimeError):
-    """A compiler rejected generated source (a bug in sciml: please report it with the message)."""
+    """A compiler rejected generated source or produced no library; the message says which."""
