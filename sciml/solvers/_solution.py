@@ -90,18 +90,50 @@ class Solution:
     def evaluate(self, t):
         """The solution at time(s) ``t`` (any shape) from the dense output; needs ``saveat="dense"``.
 
-        Works under ``jit``; returns the structure of ``y0`` with leading axes ``t.shape``. Times outside
-        the solved interval are extrapolated from the first/last step polynomial.
+        Works under ``jit``; returns the structure of ``y0`` with leading axes ``t.shape``, in the dtypes
+        of the solution. Only the solved span is served: from ``t0`` to ``t_final`` (``t1``, or where a
+        terminal event or a failure stopped the solve), both ends included, in either direction of
+        time. The dense output is never extrapolated past it: a concrete ``t`` outside raises, and under
+        ``jit`` (a traced ``t`` or solution) the times outside give NaN.
 
         Raises:
-            ValueError: if the solve was not made with ``saveat="dense"``.
+            ValueError: if the solve was not made with ``saveat="dense"``, or a concrete ``t`` lies
+                outside the solved span (the message names the first such time and the span).
         """
         if self._dense_coeffs is None:
             raise ValueError("`sol.evaluate(t)` needs the dense output: solve with `saveat=\"dense\"`.")
         t = jnp.asarray(t)
-        s = (t * self._time_sign).astype(self._dense_t.dtype)
+        dtype = self._dense_t.dtype
+        s = (t * self._time_sign).astype(dtype)  # forward time, where the steps are recorded
+        inside = (s >= self._dense_t[0]) & (s <= (self.t_final * self._time_sign).astype(dtype))
+        known = _concrete(inside)
+        if known is not None and not known.all():
+            self._outside(np.asarray(t), known)
         flat = evaluate_dense(self._dense_t, self._dense_dt, self._dense_coeffs, self._n_steps, s)
+        flat = jnp.where(inside[..., None], flat, jnp.nan)
         return unflatten_batched(self._unflatten, flat, t.ndim)
+
+    def _outside(self, t: np.ndarray, inside: np.ndarray):
+        """Raise for the first of the concrete times ``t`` that is not ``inside`` the solved span."""
+        first = np.unravel_index(int(np.flatnonzero(~inside.ravel())[0]), inside.shape)
+        where = f"t[{', '.join(map(str, first))}]" if t.ndim else "t"
+        t0 = np.asarray(self._dense_t[0] * self._time_sign).astype(self._dense_t.dtype)[()]  # the time dtype
+        t_final, status = np.asarray(self.t_final)[()], int(np.asarray(self.status))
+        why, fix = {
+            Status.SUCCESS: ("the end of `t_span`", "or solve over a longer `t_span`"),
+            Status.EVENT: ("a terminal event stopped the solve there", "or make the event non-terminal"),
+        }.get(status, ("the solve failed there; see `sol.message()`", "or fix the failure"))
+        raise ValueError(f"`sol.evaluate(t)`: {where}={t[first]!s} is outside the solved span from t0={t0!s} "
+                         f"to t_final={t_final!s} ({why}); the dense output is not extrapolated. Evaluate inside "
+                         f"the span (its ends included), {fix}.")
+
+
+def _concrete(x):
+    """``x`` as a NumPy array, or None when it is traced."""
+    try:
+        return np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
 
 
 def unflatten_batched(unflatten, flat, nbatch: int):
