@@ -4,24 +4,34 @@ from __future__ import annotations
 
 import os
 
+from sciml._atomic import atomic_write
+
+
+def require_matplotlib() -> None:
+    """Raise an ImportError that gives the install command if matplotlib is missing. A demo calls it
+    before training, so that a missing extra costs no training time."""
+    try:
+        import matplotlib.figure  # noqa: F401
+    except ImportError:
+        raise ImportError("the demos draw their figures with matplotlib, which is not installed: "
+                          "`pip install \"sciml-jax[examples]\"` (or `pip install matplotlib`).") from None
+
 
 def figure(ncols: int = 1, width: float = 6.0, height: float = 4.0):
     """A new ``(figure, axes)`` drawn with the Agg backend."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ImportError("the demos draw their figures with matplotlib: `pip install \"sciml-jax[examples]\"` "
-                          "(or `pip install matplotlib`).") from None
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width * ncols, height), layout="constrained")
     axes = fig.subplots(1, ncols)
     return fig, axes
 
 
 def save(fig, out: str, name: str) -> str:
-    """Write ``fig`` as ``out/name`` (PNG) and return the path."""
+    """Write ``fig`` as ``out/name`` (PNG, whole or not at all) and return the path."""
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, name)
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=120), what=f"the figure {name!r}")
     return path
 
 

@@ -62,7 +62,9 @@ def _phases(n_adam: int, n_lbfgs: int) -> tuple[Phase, ...]:
 def run(out: str = "sciml-demo-node", quick: bool = False, progress: bool = True, seed: int = 0,
         log=print) -> dict:
     """Train the spiral, save the model to ``out/spiral_node.safetensors``, draw ``spiral.png`` and
-    ``loss.png``; return a summary (final loss, model path, figures)."""
+    ``loss.png``; return a summary (final loss, model path, figures). Every file is written whole or not
+    at all; without matplotlib it stops before training, with the command that installs it."""
+    _plot.require_matplotlib()
     started = time.perf_counter()
     node, params, loss_fn, data = problem(seed)
     sizes = " => ".join(str(s) for s in [node.model.layers[0].in_size] + [d.out_size for d in node.model.layers])
