@@ -165,10 +165,12 @@ def test_a_damaged_entry_is_rebuilt(cache, monkeypatch, damage):
     monkeypatch.setattr(_c_backend, "_LOADED", {})   # as in a new process
     path, checksum = entry(source, cache)
     data = path.read_bytes()
-    if damage == "empty":
-        path.write_bytes(b"")
-    elif damage == "truncated":
-        path.write_bytes(data[: len(data) // 2])
+    if damage in ("empty", "truncated"):
+        # A new file, as another process would leave it: this process has the old one mapped, and
+        # cutting a mapped file short would crash it (as it would any program using the library).
+        path.unlink()
+        path.write_bytes(b"" if damage == "empty" else data[: len(data) // 2])
+        os.chmod(path, 0o600)
     elif damage == "no checksum":
         checksum.unlink()
     else:
