@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -20,9 +20,6 @@ import optax
 
 from sciml._fingerprint import differences, optimizer_fingerprint
 from sciml.io import load, read_metadata, save
-
-if TYPE_CHECKING:
-    from sciml.train import Phase
 
 FORMAT = "sciml.fit/2"
 _OLD_FORMATS = ("sciml.fit/1",)  # written before the optimizer was recorded: refused
@@ -34,7 +31,7 @@ _TENSORS = ("params", "opt_state", "losses", "best_params")
 class Run:
     """The whole training state (what a checkpoint holds)."""
 
-    phases: Sequence[Phase]
+    phases: Sequence[Any]  # the `sciml.train.Phase`s of the run (imported there, not here: no import loop)
     params: Any
     state: Any
     phase: int = 0
