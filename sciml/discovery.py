@@ -139,6 +139,11 @@ def stlsq(theta, targets, threshold: float, *, ridge: float = 0.0, normalize: bo
     return coef[:, 0] if column else coef
 
 
+#: A regression residual below this fraction of the target's norm is an exact fit: far above float64
+#: rounding (1e-16 times the library's condition number), far below any term worth finding.
+_EXACT_FIT = 1e-10
+
+
 def _lstsq(a, b, ridge):
     if ridge:
         return np.linalg.solve(a.T @ a + ridge * a.shape[0] * np.eye(a.shape[1]), a.T @ b)
@@ -147,9 +152,17 @@ def _lstsq(a, b, ridge):
 
 def _forward_path(a, b, max_terms):
     """Greedy forward selection: the nested supports of 1, 2, ... terms, each adding the term that
-    lowers the least-squares residual most."""
+    lowers the least-squares residual most.
+
+    The path stops once ``b`` is fitted exactly (to ``_EXACT_FIT`` of its norm): past that point every
+    term leaves a residual of rounding size, so which one is "lowest" would be decided by the order of
+    the floating-point sums (the machine's BLAS kernel), not by the data.
+    """
     chosen, path = [], []
+    left, exact = b @ b, _EXACT_FIT ** 2 * (b @ b)
     for _ in range(min(max_terms, a.shape[1])):
+        if left <= exact:
+            break
         best, best_rss = None, np.inf
         for k in set(range(a.shape[1])) - set(chosen):
             cols = chosen + [k]
@@ -158,6 +171,7 @@ def _forward_path(a, b, max_terms):
                 best, best_rss = k, rss
         chosen.append(best)
         path.append(frozenset(chosen))
+        left = best_rss
     return path
 
 
