@@ -8,8 +8,10 @@ network's contribution along the fitted trajectory, and find the few terms of a 
    SINDy (:func:`stlsq`, Brunton et al. 2016) over a sweep of thresholds, together with the nested
    supports of greedy forward selection (one term at a time, the one that reduces the residual most),
    which stays reliable when the library's columns are nearly collinear along one trajectory.
-2. **Selection.** Each candidate (one support per equation) is scored by the Bayesian information
-   criterion. With ``refit`` (e.g. :func:`trajectory_refit`), the candidate's coefficients are first
+2. **Selection.** Each candidate (one support per equation) is scored by the extended Bayesian
+   information criterion (EBIC, Chen and Chen 2008): the BIC plus a charge for how many supports of
+   its size there were to choose from, since a search over many supports finds one that fits the
+   noise. With ``refit`` (e.g. :func:`trajectory_refit`), the candidate's coefficients are first
    refitted to the *measured data* and the score is computed from the data residual, so the choice
    is made against the measurement noise rather than against the network's own errors (Mangan et al.
    2017); without it, from the regression residual.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from typing import Callable, Sequence
 
 import jax
@@ -222,7 +225,8 @@ class Refit:
 
 @dataclasses.dataclass
 class Candidate:
-    """One sparse model tried: its equations (refitted if a refit was given), residual and BIC."""
+    """One sparse model tried: its equations (refitted if a refit was given), residual and score
+    (extended BIC, see :func:`discover`)."""
 
     equations: Equations
     rss: float
@@ -241,7 +245,7 @@ class Discovery:
     Attributes:
         equations: the selected model (coefficients refitted to the data when ``refit`` was given).
         regression: the selected support with the coefficients of the regression on the targets.
-        candidates: every model scored, best BIC first.
+        candidates: every model scored, best score (extended BIC) first.
     """
 
     equations: Equations
@@ -249,22 +253,28 @@ class Discovery:
     candidates: list[Candidate]
 
     def __str__(self) -> str:
-        lines = [str(self.equations), "", f"{len(self.candidates)} candidate models; the 5 best by BIC:"]
+        lines = [str(self.equations), "", f"{len(self.candidates)} candidate models; the 5 best by EBIC:"]
         for c in self.candidates[:5]:
             support = "; ".join(", ".join(c.equations.terms(j)) or "0" for j in range(len(c.equations.lhs)))
             mark = "*" if c.equations is self.equations else " "
-            lines.append(f" {mark} BIC {c.score:10.2f}  rss {c.rss:.4e}  [{support}]")
+            lines.append(f" {mark} EBIC {c.score:10.2f}  rss {c.rss:.4e}  [{support}]")
         return "\n".join(lines)
 
 
 def discover(states, targets, library: PolynomialLibrary, *, lhs: Sequence[str] | None = None,
              refit: Callable | None = None, thresholds=None, ridge: float = 1e-3, max_terms: int = 3,
-             tolerance: float = 2.0) -> Discovery:
+             gamma: float = 1.0, tolerance: float = 2.0) -> Discovery:
     """Find the sparse polynomial model of ``targets`` as a function of ``states``.
 
-    Every candidate is scored by ``BIC = n log(rss / n) + k log(n)`` (``k`` nonzero coefficients, ``n``
-    observations); the sparsest candidate whose BIC is within ``tolerance`` of the best is chosen
-    (a BIC difference below 2 is "not worth more than a bare mention", Kass and Raftery 1995).
+    Every candidate is scored by the extended BIC (Chen and Chen 2008)
+    ``n log(rss / n) + k log(n) + 2 gamma log(binom(p, k))``, with ``k`` nonzero coefficients out of
+    the ``p = len(library) * q`` possible ones and ``n`` observations; the sparsest candidate whose
+    score is within ``tolerance`` of the best is chosen (a difference below 2 is "not worth more than
+    a bare mention", Kass and Raftery 1995). The plain BIC (``gamma=0``) approximates the evidence
+    under a prior that makes all ``2^p`` supports equally likely, which puts most of the prior on
+    supports of about ``p / 2`` terms; among the many candidates of a size above the truth's, one then
+    fits the noise well enough to win. ``gamma=1`` gives every size the same prior probability instead,
+    shared among its ``binom(p, k)`` supports.
 
     Args:
         states: states at which the targets were evaluated, shape ``(m, n)`` (e.g. the fitted
@@ -277,7 +287,9 @@ def discover(states, targets, library: PolynomialLibrary, *, lhs: Sequence[str] 
         thresholds: STLSQ thresholds to sweep (default 40 values from 1e-3 to 10, on normalised columns).
         ridge: ridge weight of the STLSQ solves.
         max_terms: most terms per equation in a candidate.
-        tolerance: BIC difference within which the sparsest candidate is preferred.
+        gamma: weight of the EBIC's charge for the number of supports of each size, in ``[0, 1]``
+            (0: the plain BIC).
+        tolerance: score difference within which the sparsest candidate is preferred.
 
     Returns:
         A :class:`Discovery`.
@@ -302,8 +314,11 @@ def discover(states, targets, library: PolynomialLibrary, *, lhs: Sequence[str] 
     lhs = tuple(lhs) if lhs is not None else tuple(f"d{v}/dt" for v in library.variables[:targets.shape[1]])
     if len(lhs) != targets.shape[1]:
         raise ValueError(f"`lhs` names {len(lhs)} equations, but `targets` has {targets.shape[1]} columns.")
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"`gamma` must be in [0, 1] (0: the plain BIC, 1: the extended BIC); got {gamma!r}.")
     thresholds = np.geomspace(1e-3, 10.0, 40) if thresholds is None else np.asarray(thresholds)
     supports = _candidate_supports(theta, targets, thresholds, ridge, max_terms)
+    p = len(library) * targets.shape[1]
     candidates, masks = [], {}
     for combo in itertools.product(*supports):
         mask = np.zeros((len(library), targets.shape[1]), bool)
@@ -313,7 +328,7 @@ def discover(states, targets, library: PolynomialLibrary, *, lhs: Sequence[str] 
         fitted = (Refit(coef, float(np.sum((theta @ coef - targets) ** 2)), targets.size) if refit is None
                   else refit(mask, coef))
         n, k = fitted.n_obs, int(mask.sum())
-        score = n * np.log(max(fitted.rss, 1e-300) / n) + k * np.log(n)
+        score = n * np.log(max(fitted.rss, 1e-300) / n) + k * np.log(n) + 2 * gamma * math.log(math.comb(p, k))
         eqs = Equations(library, np.where(mask, fitted.coefficients, 0.0), lhs, stderr=fitted.stderr)
         candidates.append(Candidate(eqs, float(fitted.rss), int(n), float(score)))
         masks[id(eqs)] = mask

@@ -9,7 +9,8 @@ else, then fit the universal differential equation ``u' = (a x, -d y) + NN(u)`` 
    the data (no ODE solve, thousands of steps per second);
 2. **single shooting** with Adam, then **L-BFGS** polish: fit the solved trajectory to the data;
 3. **symbolic recovery**: regress the network's output along the fitted trajectory on polynomials
-   (STLSQ and forward selection), refit each sparse candidate to the data and keep the best by BIC.
+   (STLSQ and forward selection), refit each sparse candidate to the data and keep the best by the
+   extended BIC.
 
 This is the recipe behind ``sciml demo ude`` and ``examples/lotka_volterra_ude.py``.
 """

@@ -55,6 +55,13 @@ def test_discover_selects_the_sparse_model_from_noisy_regression_targets():
     np.testing.assert_allclose([found.equations.terms(0)["x*y"], found.equations.terms(1)["x*y"]], [-B, C], rtol=0.01)
     assert found.candidates[0].score <= min(c.score for c in found.candidates)
     assert "candidate models" in str(found)
+    best = found.candidates[0]          # the extended BIC: k of 12 possible terms, n = 600 observations
+    n, k = best.n_obs, best.n_terms
+    assert best.score == pytest.approx(n * np.log(best.rss / n) + k * np.log(n) + 2 * np.log(comb(12, k)))
+    plain = discover(u, targets, LIB, gamma=0.0).candidates[0]
+    assert plain.score == pytest.approx(n * np.log(plain.rss / n) + plain.n_terms * np.log(n))
+    with pytest.raises(ValueError, match="gamma"):
+        discover(u, targets, LIB, gamma=2.0)
 
 
 def known(t, u):
@@ -117,6 +124,11 @@ def test_discover_with_a_refit_chooses_by_the_data(refit, scipy_estimate):
     least-squares coefficients."""
     found = discover(NOISY.ys, NETWORK, LIB, refit=refit)
     assert found.equations.terms(0).keys() == {"x*y"} and found.equations.terms(1).keys() == {"x*y"}
+    # It wins on its score, not through the preference for the sparser model within `tolerance=2`:
+    # by at least 2 ("positive" evidence, Kass and Raftery 1995; here 4.35). Rounding moves the scores
+    # by about 1e-12 (3e-12 between OpenBLAS's Haswell and native kernels), so it cannot flip the choice.
+    true, runner_up = found.candidates[:2]
+    assert true.equations is found.equations and runner_up.score - true.score >= 2.0
     np.testing.assert_allclose([found.equations.terms(0)["x*y"], found.equations.terms(1)["x*y"]],
                                [-scipy_estimate.x[2], scipy_estimate.x[3]], rtol=1e-5)
     assert abs(found.regression.terms(0)["x*y"] + B) > 0.05   # the regression on the network keeps its error
