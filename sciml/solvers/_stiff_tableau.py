@@ -1,7 +1,7 @@
 """Tableaus of the one-step stiff methods, checked against their order conditions when built.
 
 As with `ButcherTableau` (``_tableau.py``), a mistyped coefficient fails at import, not as a silently
-lower order. Both checks use the rooted trees of ``_tableau.py``: a method has order ``p`` when
+lower order. Both checks use the rooted trees of ``_order_conditions.py``: a method has order ``p`` when
 ``sum_i b_i Phi_i(t) = 1 / gamma(t)`` for every tree with at most ``p`` nodes.
 
 * ESDIRK (`ESDIRKTableau`): a Runge-Kutta method with a lower-triangular ``A`` (explicit first stage,
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sciml.solvers._tableau import rooted_trees
+from sciml.solvers._order_conditions import rooted_trees
 
 # A residual must be below _RTOL times its rounding scale (the same sums with absolute values).
 _RTOL = 1e-12

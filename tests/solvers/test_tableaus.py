@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from sciml.solvers import _tableaus as T
-from sciml.solvers._tableau import ButcherTableau, hairer_dense_output, rooted_trees
+from sciml.solvers._order_conditions import rooted_trees
+from sciml.solvers._tableau import ButcherTableau, hairer_dense_output
 
 # name: (tableau, stages, order, error_order, fsal, dense_order, extra stages, first extra is f1)
 SPEC = {
