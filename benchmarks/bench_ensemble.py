@@ -33,7 +33,7 @@ import sciml
 from sciml.ensemble._cupy_backend import cupy_or_error
 from sciml.ensemble._errors import BackendUnavailableError
 from sciml.solvers import Tsit5
-from sciml.solvers._tableaus import TSIT5
+from sciml.solvers._tableaus_tsitouras import TSIT5
 
 
 def lorenz(t, u, p):

@@ -1,6 +1,6 @@
 """Explicit Runge-Kutta methods driven by a validated Butcher tableau.
 
-A method is a tableau (``_tableaus.py``) plus a three-line subclass (``explicit.py``). The stages are
+A method is a tableau (``_tableaus_*.py``) plus a three-line subclass (``explicit.py``). The stages are
 unrolled into straight-line code with zero coefficients skipped, so XLA sees a handful of fused
 elementwise kernels per step.
 """

@@ -5,6 +5,12 @@ propagated and the embedded solution, the FSAL flag and the continuous extension
 trees (``_order_conditions.py``), so that a mistyped coefficient fails at import rather than as a
 silently lower order.
 
+The tables themselves are data modules, one per family (``_tableaus_classic.py``,
+``_tableaus_dormand_prince.py``, ``_tableaus_tsitouras.py``, ``_tableaus_verner.py``), each table with
+its source. Rationals are written as ``p / q`` of Python ints, which Python rounds correctly to
+float64; irrational coefficients are written with all the digits their source gives (Python rounds
+decimal literals correctly as well).
+
 Conventions (the integration loop relies on them):
 
 * Stages: ``k_i = f(t0 + c_i h, y0 + h sum_{j<i} a_ij k_j)`` for the ``s`` main stages, then the

@@ -10,21 +10,24 @@ import re
 import numpy as np
 import pytest
 
-from sciml.solvers import _tableaus as T
 from sciml.solvers._order_conditions import rooted_trees
 from sciml.solvers._tableau import ButcherTableau, hairer_dense_output
+from sciml.solvers._tableaus_classic import BOSH3, EULER, HEUN, MIDPOINT, RK4
+from sciml.solvers._tableaus_dormand_prince import DOPRI5, DOPRI8
+from sciml.solvers._tableaus_tsitouras import TSIT5
+from sciml.solvers._tableaus_verner import VERN7
 
 # name: (tableau, stages, order, error_order, fsal, dense_order, extra stages, first extra is f1)
 SPEC = {
-    "euler": (T.EULER, 1, 1, None, False, None, 0, False),
-    "midpoint": (T.MIDPOINT, 2, 2, None, False, None, 0, False),
-    "heun": (T.HEUN, 2, 2, 1, False, None, 0, False),
-    "rk4": (T.RK4, 4, 4, None, False, None, 0, False),
-    "bosh3": (T.BOSH3, 4, 3, 2, True, 3, 0, False),
-    "tsit5": (T.TSIT5, 7, 5, 4, True, 4, 0, False),
-    "dopri5": (T.DOPRI5, 7, 5, 4, True, 4, 0, False),
-    "dop853": (T.DOPRI8, 12, 8, 5, False, 7, 4, True),
-    "vern7": (T.VERN7, 10, 7, 6, False, 6, 6, True),
+    "euler": (EULER, 1, 1, None, False, None, 0, False),
+    "midpoint": (MIDPOINT, 2, 2, None, False, None, 0, False),
+    "heun": (HEUN, 2, 2, 1, False, None, 0, False),
+    "rk4": (RK4, 4, 4, None, False, None, 0, False),
+    "bosh3": (BOSH3, 4, 3, 2, True, 3, 0, False),
+    "tsit5": (TSIT5, 7, 5, 4, True, 4, 0, False),
+    "dopri5": (DOPRI5, 7, 5, 4, True, 4, 0, False),
+    "dop853": (DOPRI8, 12, 8, 5, False, 7, 4, True),
+    "vern7": (VERN7, 10, 7, 6, False, 6, 6, True),
 }
 TABLEAUS = {name: spec[0] for name, spec in SPEC.items()}
 
@@ -159,19 +162,19 @@ def test_first_extra_stage_is_f_at_the_step_end(name):
 def test_dopri5_and_bosh3_match_scipy():
     from scipy.integrate._ivp.rk import RK23, RK45
 
-    np.testing.assert_array_equal(T.DOPRI5.A[:6, :5], RK45.A)
-    np.testing.assert_array_equal(T.DOPRI5.B[:6], RK45.B)
-    np.testing.assert_array_equal(T.DOPRI5.B_err, -RK45.E)  # scipy's E is b_hat - b
-    np.testing.assert_array_equal(T.DOPRI5.B_dense, RK45.P)
-    np.testing.assert_array_equal(T.BOSH3.B_err, -RK23.E)
-    np.testing.assert_array_equal(T.BOSH3.B_dense, RK23.P)
+    np.testing.assert_array_equal(DOPRI5.A[:6, :5], RK45.A)
+    np.testing.assert_array_equal(DOPRI5.B[:6], RK45.B)
+    np.testing.assert_array_equal(DOPRI5.B_err, -RK45.E)  # scipy's E is b_hat - b
+    np.testing.assert_array_equal(DOPRI5.B_dense, RK45.P)
+    np.testing.assert_array_equal(BOSH3.B_err, -RK23.E)
+    np.testing.assert_array_equal(BOSH3.B_dense, RK23.P)
 
 
 def test_dop853_matches_scipy_including_its_nested_dense_output():
     from scipy.integrate._ivp import dop853_coefficients as coeffs
     from scipy.integrate._ivp.rk import Dop853DenseOutput
 
-    tab = T.DOPRI8
+    tab = DOPRI8
     np.testing.assert_array_equal(tab.C_all, coeffs.C)
     np.testing.assert_array_equal(tab.A_all, np.tril(coeffs.A, -1))
     np.testing.assert_array_equal(tab.B_err, coeffs.E5[:12])
@@ -196,7 +199,7 @@ def test_hairer_dense_output_reproduces_shampines_dopri5_polynomials():
     d = [[-12715105075 / 11282082432, 0.0, 87487479700 / 32700410799,
           -10690763975 / 1880347072, 701980252875 / 199316789632, -1453857185 / 822651844,
           69997945 / 29380423]]
-    np.testing.assert_allclose(hairer_dense_output(T.DOPRI5.b, d, f1_stage=6), T.DOPRI5.B_dense,
+    np.testing.assert_allclose(hairer_dense_output(DOPRI5.b, d, f1_stage=6), DOPRI5.B_dense,
                                rtol=0, atol=1e-15)
 
 
@@ -409,7 +412,7 @@ def test_error_message_names_method_tree_and_values():
 
 
 def test_inconsistent_declarations_fail():
-    rk4 = {f.name: getattr(T.RK4, f.name) for f in dataclasses.fields(T.RK4)}
+    rk4 = {f.name: getattr(RK4, f.name) for f in dataclasses.fields(RK4)}
     with pytest.raises(ValueError, match="understates"):
         ButcherTableau(**{**rk4, "order": 3})
     with pytest.raises(ValueError, match="a\\[2\\]` has 1 entries"):
@@ -418,10 +421,10 @@ def test_inconsistent_declarations_fail():
         ButcherTableau(**{**rk4, "fsal": True})
     with pytest.raises(ValueError, match="give both or neither"):
         ButcherTableau(**{**rk4, "error_order": 3})
-    bosh3 = {f.name: getattr(T.BOSH3, f.name) for f in dataclasses.fields(T.BOSH3)}
+    bosh3 = {f.name: getattr(BOSH3, f.name) for f in dataclasses.fields(BOSH3)}
     with pytest.raises(ValueError, match="set `fsal=True`"):
         ButcherTableau(**{**bosh3, "fsal": False})
     with pytest.raises(ValueError, match="inconsistent at theta=1"):
-        rows = [list(r) for r in T.BOSH3.b_dense]
+        rows = [list(r) for r in BOSH3.b_dense]
         rows[1][2] += 1e-6
         ButcherTableau(**{**bosh3, "b_dense": tuple(tuple(r) for r in rows)})
