@@ -22,7 +22,7 @@ that names the field and the fix. Nothing is ever imported or evaluated while de
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import jax.numpy as jnp
 import numpy as np
@@ -35,9 +35,8 @@ def encode_value(value: Any, where: str, register: str | None = None) -> Any:
 
     ``where`` names the value in errors; ``register`` is the public function that names functions
     of this field's kind (e.g. ``"register_activation"``), used in the error for an unregistered
-    callable.
+    callable. A value with a ``to_config`` method (a layer) is stored as its description.
     """
-    from sciml.layers._core import Layer
 
     if isinstance(value, float) and not math.isfinite(value):
         return {"__float__": repr(value)}  # strict JSON has no inf or nan
@@ -47,7 +46,7 @@ def encode_value(value: Any, where: str, register: str | None = None) -> Any:
         return {"__complex__": [encode_value(value.real, where), encode_value(value.imag, where)]}
     if isinstance(value, np.generic) and not isinstance(value, np.void):
         return encode_value(value.item(), where, register)
-    if isinstance(value, Layer):
+    if callable(getattr(value, "to_config", None)):
         return {"__layer__": value.to_config()}
     if isinstance(value, tuple):
         return {"__tuple__": [encode_value(v, f"{where}[{i}]", register) for i, v in enumerate(value)]}
@@ -73,24 +72,22 @@ def encode_value(value: Any, where: str, register: str | None = None) -> Any:
     )
 
 
-def decode_value(data: Any) -> Any:
-    """Invert :func:`encode_value`."""
-    from sciml.layers._core import from_config
-
+def decode_value(data: Any, build_layer: Callable[[dict], Any]) -> Any:
+    """Invert :func:`encode_value`; ``build_layer`` turns a layer's description back into the layer."""
     if data is None or isinstance(data, (bool, int, float, str)):
         return data
     if isinstance(data, list):
-        return [decode_value(v) for v in data]
+        return [decode_value(v, build_layer) for v in data]
     if isinstance(data, dict) and len(data) == 1:
         (tag, payload), = data.items()
         if tag == "__tuple__":
-            return tuple(decode_value(v) for v in payload)
+            return tuple(decode_value(v, build_layer) for v in payload)
         if tag == "__layer__":
-            return from_config(payload)
+            return build_layer(payload)
         if tag == "__dtype__":
             return jnp.dtype(payload)
         if tag == "__complex__":
-            return complex(decode_value(payload[0]), decode_value(payload[1]))
+            return complex(decode_value(payload[0], build_layer), decode_value(payload[1], build_layer))
         if tag == "__float__" and payload in ("inf", "-inf", "nan"):
             return float(payload)
     raise ValueError(

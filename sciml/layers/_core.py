@@ -179,7 +179,7 @@ def from_config(config: dict) -> Layer:
             f"import the module that defines it before calling `sciml.load`."
         )
     cls = _registered_name(next(iter(classes.values())))
-    fields = {k: decode_value(v) for k, v in config["fields"].items()}
+    fields = {k: decode_value(v, from_config) for k, v in config["fields"].items()}
     try:
         return cls.from_fields(fields)
     except TypeError as err:
