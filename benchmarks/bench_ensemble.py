@@ -30,8 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import sciml
-from sciml.ensemble._cupy_backend import cupy_or_error
-from sciml.ensemble._errors import BackendUnavailableError
+from sciml.kernel._cupy import cupy_or_error
+from sciml.kernel._errors import BackendUnavailableError
 from sciml.solvers import Tsit5
 from sciml.solvers._tableaus_tsitouras import TSIT5
 

@@ -2,18 +2,25 @@
 
 Simulation pipelines written against scipy switch by changing one import. The vector field is traced
 with JAX (write it with ``jax.numpy``); the compiled solve is cached per (fun, method, shapes, dtypes,
-options), so repeated calls from a pipeline do not recompile.
+options), so repeated calls from a pipeline do not recompile. A front door of the one pipeline: its
+arguments go through `prepare` (named as scipy names them), and the solve runs in the generated kernel
+on the host where it serves, else in the jitted `integrate`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sciml._integrate import integrate
+from sciml._problem import prepare
+from sciml._validate import Names, check_saveat
+from sciml.kernel import solve_on_host
 from sciml.solvers._events import Event
 from sciml.solvers._status import Status, describe
 
@@ -21,7 +28,7 @@ from sciml.solvers._status import Status, describe
 _ALIASES = {"RK45": "Dopri5", "DOP853": "Dopri8", "RK23": "Bosh3"}
 #: scipy methods we do not provide, with the method to use instead
 _REPLACEMENTS = {"Radau": "Rodas5P", "LSODA": "Rodas5P"}
-_SUPPORTED_OPTIONS = ("max_steps", "max_events")
+_SUPPORTED_OPTIONS = ("max_steps", "max_events", "controller")
 
 
 class OdeResult(dict):
@@ -83,7 +90,8 @@ def solve_ivp(fun: Callable, t_span, y0, method: str = "Tsit5", t_eval=None, den
             calls). The kernel serves calls with ``t_eval``, no ``events``, no ``dense_output``, an
             explicit Runge-Kutta method or ``"Rodas5P"`` and a float32/float64 ``y0``; it needs a C
             compiler. ``"auto"`` (default) picks ``"c"`` where it serves and ``"jax"`` elsewhere.
-        options: ``max_steps`` (default 100000), ``max_events`` (crossings recorded per event, 64).
+        options: ``max_steps`` (default 100000), ``max_events`` (crossings recorded per event, 64),
+            ``controller`` (a step-size controller, as for `sciml.solve`).
 
     Returns:
         An :class:`OdeResult` with scipy's fields; ``y`` has shape ``(n, len(t))``.
@@ -112,159 +120,60 @@ def solve_ivp(fun: Callable, t_span, y0, method: str = "Tsit5", t_eval=None, den
     if not np.issubdtype(y0.dtype, np.inexact):
         y0 = y0.astype(np.float64)
     t0, t1 = float(t_span[0]), float(t_span[1])
-    max_steps = int(options.get("max_steps", 100_000))
     max_events = int(options.get("max_events", 64))
     events = [] if events is None else ([events] if callable(events) else list(events))
     args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
-
-    if t_eval is not None:
-        t_eval = np.asarray(t_eval, dtype=np.float64)
-    # Inside the compiled solve these values are traced, so `sciml.solve` cannot check them there.
-    _check_inputs(t0, t1, y0, t_eval, rtol, atol, max_step, first_step)
-    if backend not in ("auto", "jax", "c"):
-        raise ValueError(f"`backend` must be \"auto\", \"jax\" or \"c\"; got {backend!r}.")
-    if backend != "jax":
-        unserved = _kernel_unserved(solver, y0, t0, t1, t_eval, dense_output, events)
-        if backend == "c" and unserved:
-            raise ValueError(f"`backend=\"c\"` does not serve this call: {unserved}. Use backend=\"jax\" "
-                             f"(or \"auto\", which picks it).")
-        if not unserved:
-            out = _solve_with_kernel(fun, solver, y0, t0, t1, t_eval, args, rtol, atol, max_step, first_step,
-                                     max_steps, required=backend == "c")
-            if out is not None:
-                return _result(out, None, "ts", t0, t1, t_eval, 0, max_steps, max_events)
-    if t_eval is not None:
-        mode = "ts"
-    else:
-        mode = "steps"
-    if dense_output:
-        mode = "dense" if t_eval is None else "ts+dense"
-    # jax.jit caches per shape and dtype; this cache is per function and static option.
-    compiled = _compiled(fun, solver, mode, tuple(_event_key(e) for e in events), max_steps, max_events,
-                         float(max_step) if np.isfinite(max_step) else None, first_step is None)
-    # numpy straight into the compiled program (one host-to-device hop); float64 scalars so that a
-    # Python float and a numpy scalar select the same program.
-    host, device = compiled(y0, np.float64(t0), np.float64(t1), t_eval, args, np.float64(rtol),
-                            np.float64(atol),
-                            np.float64(0.0 if first_step is None else first_step))
-    return _result(jax.device_get(host), device, mode, t0, t1, t_eval, len(events), max_steps, max_events)
-
-
-def _kernel_unserved(solver, y0, t0, t1, t_eval, dense_output, events) -> str:
-    """Why the C kernel cannot run this call (empty when it can)."""
-    from sciml._solve_kernel import solver_unserved, state_unserved
-
-    if t0 == t1:
-        return "it needs t0 != t1"
-    if t_eval is None:
-        return "it saves at `t_eval` only (pass `t_eval=`)"
-    if dense_output:
-        return "it has no `dense_output`"
-    if events:
-        return "it has no `events`"
-    return state_unserved(y0.dtype) or solver_unserved(solver)
-
-
-#: (fun, solver, shapes and dtypes) whose translation to C failed: "auto" goes straight to "jax" for them
-_NO_KERNEL: set = set()
-
-
-@functools.lru_cache(maxsize=128)
-def _ensemble_f(fun):
-    """``fun(t, y, *args)`` as the kernel's ``f(t, y, args)``: one object per ``fun``, so the kernel
-    generated for it is found in the cache on the next call."""
-    return lambda t, y, a: fun(t, y, *a)
-
-
-#: per (fun, solver, shapes, dtypes, static args): the first call's launch, whose kernel, layout and
-#: dtypes the later calls reuse, so that they skip the checks of `f` and the lookups that cost more than
-#: a small solve
-_LAUNCHES: dict = {}
-
-
-def _solve_with_kernel(fun, solver, y0, t0, t1, t_eval, args, rtol, atol, max_step, first_step,
-                       max_steps, required):
-    """The host result `_result` reads, from the C kernel; ``None`` when ``fun`` cannot be translated
-    (or no compiler is found) and ``required`` is false."""
-    import dataclasses
-
-    from sciml.ensemble import BackendUnavailableError, UnsupportedDtypeError, UnsupportedPrimitiveError
-    from sciml.ensemble._c_backend import run_c, run_launch
-    from sciml.ensemble._codegen import stat_names
-    from sciml.ensemble._kernel import _aval, arg_inputs, host_tolerance, outputs, time_inputs
-    from sciml.ensemble._problem import _is_array, prepare
-
-    max_step = max_step if np.isfinite(max_step) else None
-    leaves, treedef = jax.tree_util.tree_flatten(args)
-    dynamic = [x for x in leaves if _is_array(x)]
-    avals = tuple(_aval(x, False) if _is_array(x) else ("static", x) for x in leaves)
-    key = (fun, solver, y0.shape, y0.dtype.str, treedef, avals, first_step is None, len(t_eval))
-    try:
-        template = _LAUNCHES.get(key)
-    except TypeError:  # an unhashable `fun` or argument: the full path, every call
-        key = template = None
-    if template is None:
-        if key is not None and key in _NO_KERNEL and not required:
-            return None
-        problem = prepare(_ensemble_f(fun), y0[None], (t0, t1), args, None, solver, t_eval, rtol, atol,
-                          first_step, max_steps, True, max_step)
-        try:
-            launch, _ = run_c(problem, target="c-single")
-        except (UnsupportedPrimitiveError, UnsupportedDtypeError, BackendUnavailableError):
-            if required:
-                raise
-            if key is not None:
-                _NO_KERNEL.add(key)
-            return None
-        if key is not None:
-            if len(_LAUNCHES) >= 128:
-                _LAUNCHES.pop(next(iter(_LAUNCHES)))
-            _LAUNCHES[key] = launch
-    else:
-        spec, method = template.spec, template.method
-        real, n = spec.state_dtype, spec.n
-        tp, ts, m, _ = time_inputs(t0, t1, first_step, max_step, t_eval, spec.time_dtype)
-        y_treedef, y_avals = jax.tree_util.tree_structure(y0), ((y0.shape, y0.dtype),)
-        tol = np.concatenate([host_tolerance(tol, name, y_treedef, y_avals, real, n)
-                              for tol, name in ((rtol, "rtol"), (atol, "atol"))])
-        launch = dataclasses.replace(
-            template, y0s=np.ascontiguousarray(y0[None], real),
-            args=arg_inputs(dynamic, [a for a in avals if a[0] != "static"], 1, np, np.asarray),
-            tp=tp, ts=ts, m=m, tol=tol, max_steps=max_steps, **outputs(spec, method, 1, m, np))
-        run_launch(launch, "c-single")
-    stats = dict(zip(stat_names(launch.method), launch.iout[0].tolist()))
-    direction = 1.0 if t1 >= t0 else -1.0
-    scalars = [stats["status"], launch.tout[0, 0] * direction, launch.tout[0, 1], 0, stats["nfev"],
-               stats.get("njev", 0), stats.get("nlu", 0)]
-    return {"ys": launch.ys[0], "scalars": np.asarray(scalars, np.float64)}
-
-
-def _check_inputs(t0, t1, y0, t_eval, rtol, atol, max_step, first_step):
-    """The checks scipy makes (and `sciml.solve` makes outside `jit`), with the fix in the message."""
-    from sciml._solve_checks import _check_saveat, tolerance_problem
-
-    if not (np.isfinite(t0) and np.isfinite(t1)):
-        raise ValueError(f"`t_span` must be finite; got ({t0}, {t1}).")
-    if not np.isfinite(y0).all():
-        bad = int(np.flatnonzero(~np.isfinite(y0))[0])
-        raise ValueError(f"`y0` must be finite; got y0[{bad}]={y0[bad]}.")
-    for name, tol, example in (("rtol", rtol, "1e-6"), ("atol", atol, "1e-9")):
-        problem = tolerance_problem(name, tol)
-        if problem:
-            raise ValueError(f"`{name}` {problem}. Use e.g. {name}={example}.")
     if not max_step > 0:
         raise ValueError(f"`max_step` must be positive; got {max_step}. Leave it out (np.inf) for no limit.")
     if first_step is not None and not 0 < first_step <= abs(t1 - t0):
         raise ValueError(f"`first_step` must be in (0, |t1 - t0|] = (0, {abs(t1 - t0)}]; got {first_step}. "
                          f"Leave it out to have the first step chosen automatically.")
     if t_eval is not None:
-        if t_eval.ndim != 1:
-            raise ValueError(f"`t_eval` must be 1-D; got shape {t_eval.shape}.")
-        if t0 != t1:
-            try:
-                _check_saveat(t_eval, np.float64(t0), np.float64(t1))
-            except ValueError as err:  # the same check as `sciml.solve`'s, in scipy's names
-                raise ValueError(str(err).replace("saveat", "t_eval")) from None
+        t_eval = np.asarray(t_eval, dtype=np.float64)
+    mode = ("ts" if t_eval is not None else "steps") if not dense_output else ("dense" if t_eval is None else "ts+dense")
+    # float64 scalars, so that a Python float and a NumPy scalar select the same compiled program
+    problem, opts = prepare(
+        _scipy_field(fun), y0, (np.float64(t0), np.float64(t1)), args, solver=solver,
+        saveat={"ts": t_eval, "steps": "steps"}.get(mode, "dense"), rtol=_host_tol(rtol), atol=_host_tol(atol),
+        dt0=None if first_step is None else np.float64(first_step), max_steps=options.get("max_steps", 100_000),
+        events=_sciml_events(tuple(_event_key(e) for e in events)) or None, max_step=_finite_or_none(max_step),
+        event_records=max_events, backend=backend, controller=options.get("controller"), names=IVP,
+        zero_span=True)
+    if mode == "ts+dense":
+        check_saveat(t_eval, t0, t1, IVP)
+    if backend != "jax":
+        out = solve_on_host(problem, opts)
+        if out is not None:
+            return _result(out, None, "ts", t0, t1, t_eval, 0, opts.max_steps, max_events)
+    host, device = _compiled(dataclasses.replace(opts, backend="jax"), mode)(
+        problem, t_eval if mode == "ts+dense" else None)
+    return _result(jax.device_get(host), device, mode, t0, t1, t_eval, len(events), opts.max_steps, max_events)
+
+
+#: how `solve_ivp` names the pipeline's arguments in messages
+IVP = Names(saveat="t_eval", dt0="first_step", atol_example="1e-9")
+
+
+def _host_tol(tol):
+    return np.float64(tol) if np.ndim(tol) == 0 else np.asarray(tol, np.float64)
+
+
+def _finite_or_none(max_step):
+    return float(max_step) if np.isfinite(max_step) else None
+
+
+@functools.lru_cache(maxsize=128)
+def _scipy_field(fun):
+    """``fun(t, y, *args)`` as the pipeline's ``f(t, y, args)``: one object per ``fun``, so compiled
+    programs and kernels made for it are found in the caches on the next call."""
+    return lambda t, y, a: fun(t, y, *a)
+
+
+@functools.lru_cache(maxsize=128)
+def _sciml_events(keys) -> tuple:
+    """scipy-style event functions as `sciml.Event`s, one object per (function, terminal, direction)."""
+    return tuple(Event(lambda t, y, a, e=e: e(t, y, *a), terminal=terminal, direction=direction)
+                 for e, terminal, direction in keys)
 
 
 def _solver_for(method):
@@ -288,37 +197,27 @@ def _event_key(event):
 
 
 @functools.lru_cache(maxsize=128)
-def _compiled(fun, solver, mode, events, max_steps, max_events, max_step, auto_first_step):
-    from sciml._solve import solve
+def _compiled(options, mode):
+    """The jitted pipeline for a `solve_ivp` call, returning what the result needs in few transfers."""
 
-    sciml_events = [Event(lambda t, y, a, e=e: e(t, y, *a), terminal=terminal, direction=direction)
-                    for e, terminal, direction in events]
-    saveat_mode = {"ts": "ts", "steps": "steps", "dense": "dense", "ts+dense": "dense"}[mode]
-
-    # `max_step` is static in `sciml.solve` (it shapes the step control), so it is part of this key
-    def run(y0, t0, t1, t_eval, args, rtol, atol, first_step):
-        f = lambda t, y, a: fun(t, y, *a)  # noqa: E731
-        saveat = t_eval if saveat_mode == "ts" else saveat_mode
-        sol = solve(f, y0, (t0, t1), args=args, solver=solver, saveat=saveat, rtol=rtol, atol=atol,
-                    dt0=None if auto_first_step else first_step, max_steps=max_steps, throw=False,
-                    events=sciml_events or None, max_step=max_step,
-                    event_records=max_events, backend="jax")  # the kernel path is `_solve_with_kernel`
+    def run(problem, t_eval):
+        sol = integrate(options, problem)
         ys = sol.ys
         if mode == "ts+dense":
             # Times past where the solve stopped (an event or a failure) were not reached: NaN, as in
             # the "ts" mode, never an extrapolation of the last step.
-            reached = (t_eval - sol.t_final) * jnp.sign(t1 - t0) <= 0
+            reached = (t_eval - sol.t_final) * jnp.sign(problem.t1 - problem.t0) <= 0
             ys = jnp.where(reached[:, None], sol.evaluate(t_eval), jnp.nan)
-        # Only what the result needs crosses to the host, in few transfers: the scalars travel as one
-        # float64 vector (counts and codes are exact in float64).
+        # Only what the result needs crosses to the host: the scalars travel as one float64 vector
+        # (counts and codes are exact in float64).
         scalars = [sol.status, sol.t_final, sol._last_dt, sol._n_steps, sol.stats["nfev"],
                    sol.stats.get("njev", 0), sol.stats.get("nlu", 0)]
         host = {"ys": ys, "scalars": jnp.stack([jnp.asarray(x, jnp.float64) for x in scalars])}
-        if saveat_mode != "ts":
+        if mode != "ts":
             host["ts"] = sol.ts
-        if sciml_events:
+        if options.events:
             host.update(event_ts=sol.event_ts, event_ys=sol.event_ys, event_count=sol.event_count)
-        return host, (sol if saveat_mode == "dense" else None)
+        return host, (sol if mode in ("dense", "ts+dense") else None)
 
     return jax.jit(run)
 

@@ -8,8 +8,5 @@ from jaxtyping import Array, ArrayLike, Float, Inexact, Int, PRNGKeyArray, PyTre
 
 Params = PyTree[Array]
 State = PyTree[Any]
-Scalar = Float[ArrayLike, ""]
-Vector = Inexact[Array, " n"]
 
-__all__ = ["Array", "ArrayLike", "Float", "Inexact", "Int", "PRNGKeyArray", "PyTree", "Params",
-           "State", "Scalar", "Vector"]
+__all__ = ["Array", "ArrayLike", "Float", "Inexact", "Int", "PRNGKeyArray", "PyTree", "Params", "State"]

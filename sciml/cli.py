@@ -113,7 +113,7 @@ def _solve(args) -> int:
     import jax.numpy as jnp
 
     from sciml._atomic import check_destination
-    from sciml._solve_checks import tolerance_problem
+    from sciml._validate import tolerance_problem
     from sciml.io import load
     from sciml.models import NeuralODE
 

@@ -23,6 +23,22 @@ class AbstractAdjoint:
         method defines."""
         raise NotImplementedError
 
+    def resolve(self, cfg, f, y0, args) -> "AbstractAdjoint":
+        """The method that will run for this problem (`Auto` picks one; every other method is itself)."""
+        return self
+
+    def wrap_primal(self, primal, reference):
+        """``primal`` (another backend's forward solve) differentiated by this method.
+
+        ``reference`` runs this method's own loop on the same inputs and returns the same structure; the
+        result computes values with ``primal`` and derivatives exactly as ``reference`` would (a
+        reverse-mode rule here; `Forward` overrides it with a forward-mode one). Returns None where this
+        method's derivatives need its own forward pass.
+        """
+        solve = jax.custom_vjp(primal)
+        solve.defvjp(lambda *primals: jax.vjp(reference, *primals), lambda pullback, ct: pullback(ct))
+        return solve
+
     def __repr__(self) -> str:
         fields = getattr(self, "__dataclass_fields__", {})
         inner = ", ".join(f"{k}={getattr(self, k)!r}" for k in fields)
@@ -158,11 +174,12 @@ def ravel_list(leaves, dtype):
 def resolved_dt0(cfg, g, y0, s0, s1, params, rtol, atol, dt0):
     """``dt0`` as an array: Hairer's initial guess (as the loop makes it) when ``dt0`` is None, without
     derivatives. Returns ``(dt0, extra_nfev)``: the guess costs the loop's extra evaluation."""
-    from sciml.solvers._control import initial_step
+    from sciml.solvers._control import guess_order, initial_step, step_cap
 
     if dt0 is not None:
         return jnp.asarray(dt0, s0.dtype), 0
     solver = cfg.solver
     fb = lambda s, y: g(s, y, params)  # noqa: E731
-    guess = initial_step(fb, s0, y0, fb(s0, y0), rtol, atol, solver.error_order or solver.order + 1, s0.dtype)
+    guess = initial_step(fb, s0, y0, fb(s0, y0), rtol, atol, guess_order(solver, cfg.controller), s0.dtype,
+                         step_cap(s0, s1, cfg.controller.dtmax))
     return jax.lax.stop_gradient(guess), 1

@@ -83,7 +83,12 @@ class Auto(AbstractAdjoint):
                                            f"would take {record / 2**30:.1f} GiB")
         return Direct(), f"Direct: non-stiff, n = {n}, p = {p}; exact gradient of the computed solution"
 
-    def integrate(self, cfg, f, y0, s0, s1, args, s_ts, rtol, atol, dt0):
+    def resolve(self, cfg, f, y0, args) -> AbstractAdjoint:
         saveat = "steps" if (cfg.record_steps or cfg.record_dense) else None
-        method, _ = self.choose(f, y0, args, cfg.solver, cfg.max_steps, cfg.events is not None, saveat)
-        return method.integrate(cfg, f, y0, s0, s1, args, s_ts, rtol, atol, dt0)
+        return self.choose(f, y0, args, cfg.solver, cfg.max_steps, cfg.events is not None, saveat)[0]
+
+    def integrate(self, cfg, f, y0, s0, s1, args, s_ts, rtol, atol, dt0):
+        return self.resolve(cfg, f, y0, args).integrate(cfg, f, y0, s0, s1, args, s_ts, rtol, atol, dt0)
+
+    def wrap_primal(self, primal, reference):
+        raise TypeError("`Auto` runs the method it chooses: call `resolve(...)` first and wrap with that.")

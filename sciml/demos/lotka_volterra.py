@@ -27,6 +27,7 @@ import numpy as np
 import optax
 
 from sciml import layers as L
+from sciml._atomic import atomic_write_bytes
 from sciml.data import LV_PARAMS, lotka_volterra, lotka_volterra_rhs
 from sciml.demos import _plot
 from sciml.discovery import Equations, PolynomialLibrary, discover, trajectory_refit
@@ -52,6 +53,7 @@ def run(out: str = "sciml-demo-ude", quick: bool = False, progress: bool = True,
     """Train the UDE, recover the equations, write ``fit.png``, ``extrapolation.png``, ``loss.png`` and
     ``summary.json`` into ``out``, and return a summary (fit error, noise level, recovered
     coefficients, figure paths)."""
+    _plot.require_matplotlib()  # before training, not after it
     started = time.perf_counter()
     data = lotka_volterra(seed=seed)
     ts, ys = data.ts, data.ys
@@ -102,8 +104,8 @@ def run(out: str = "sciml-demo-ude", quick: bool = False, progress: bool = True,
     summary = {"rmse": rmse.tolist(), "noise_std": data.noise_std.tolist(), "equations": str(found.equations),
                "terms": [found.equations.terms(j) for j in range(2)], "seconds": elapsed, "seed": seed,
                "steps": [n_colloc, n_adam, n_lbfgs]}
-    with open(os.path.join(out, "summary.json"), "w") as file:
-        json.dump(summary, file, indent=2)
+    atomic_write_bytes(os.path.join(out, "summary.json"), json.dumps(summary, indent=2).encode(),
+                       what="the UDE demo's summary.json")
     log(f"figures: {', '.join(paths)}; summary: {os.path.join(out, 'summary.json')}  ({elapsed:.0f} s)")
     return {"rmse": rmse, "noise_std": data.noise_std, "equations": found.equations, "discovery": found,
             "params": params, "figures": paths, "seconds": elapsed}

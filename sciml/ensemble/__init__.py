@@ -3,11 +3,11 @@
 `solve_ensemble` is also `sciml.solve_ensemble`; the guide is the "Ensembles" page of the docs.
 """
 
-from sciml.ensemble._errors import BackendUnavailableError, CompileError, CompilerNotFoundError, UnsafeCacheError
-from sciml.ensemble._ctypes import UnsupportedDtypeError
+from sciml.kernel._errors import BackendUnavailableError, CompileError, CompilerNotFoundError, UnsafeCacheError
+from sciml.kernel._ctypes import UnsupportedDtypeError
 from sciml.ensemble._solution import EnsembleSolution
 from sciml.ensemble._solve_ensemble import BACKENDS, solve_ensemble
-from sciml.ensemble._translate import UnsupportedPrimitiveError
+from sciml.kernel._translate import UnsupportedPrimitiveError
 
 __all__ = ["solve_ensemble", "EnsembleSolution", "BACKENDS", "UnsupportedPrimitiveError",
            "UnsupportedDtypeError", "BackendUnavailableError", "CompilerNotFoundError", "CompileError",

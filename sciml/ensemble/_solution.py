@@ -6,14 +6,13 @@ import dataclasses
 from typing import Any
 
 import jax
-import numpy as np
 
-from sciml.solvers._status import SolveError, Status, describe, failed
+from sciml.solvers._status import Outcome
 
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class EnsembleSolution:
+class EnsembleSolution(Outcome):
     """The solutions of an ensemble; trajectory ``i`` is what ``sciml.solve`` gives for it.
 
     Attributes:
@@ -38,33 +37,7 @@ class EnsembleSolution:
     backend: str = dataclasses.field(metadata=dict(static=True), default="jax")
     _max_steps: int = dataclasses.field(metadata=dict(static=True), default=0)
 
+    _always_list = True
+
     def __len__(self) -> int:
         return int(self.status.shape[0])
-
-    @property
-    def success(self):
-        """True where a trajectory reached ``t1``."""
-        return (self.status == Status.SUCCESS) | (self.status == Status.EVENT)
-
-    def message(self) -> list[str]:
-        """One explanation of ``status`` per trajectory (needs concrete values)."""
-        status, t, dt = (_host(x).ravel() for x in (self.status, self.t_final, self._last_dt))
-        time_dtype = str(_host(self.t_final).dtype)
-        msgs = [describe(int(s), float(ti), float(abs(di)), self._max_steps, time_dtype=time_dtype)
-                for s, ti, di in zip(status, t, dt)]
-        return [m[0].upper() + m[1:] for m in msgs]
-
-    def raise_if_failed(self) -> "EnsembleSolution":
-        """Raise :class:`sciml.SolveError` naming the first failed trajectory, if any failed."""
-        bad = np.flatnonzero(failed(_host(self.status)))
-        if bad.size:
-            msg = self.message()[bad[0]]
-            raise SolveError(f"{bad.size} of {len(self)} trajectories failed; the first (index {bad[0]}): {msg}")
-        return self
-
-
-def _host(x) -> np.ndarray:
-    """A NumPy copy of a JAX, NumPy or CuPy array."""
-    if hasattr(x, "get") and hasattr(x, "__cuda_array_interface__"):
-        return x.get()
-    return np.asarray(x)

@@ -1,11 +1,15 @@
-"""`sciml.solve_ensemble`: one ODE, many initial states and parameters, on a choice of backends."""
+"""`sciml.solve_ensemble`: one ODE, many initial states and parameters, on a choice of backends; a front
+door of the one pipeline (`prepare` with a trajectory axis, then batching of `integrate` or the kernel)."""
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from sciml.ensemble._problem import prepare
+from sciml._problem import prepare
+from sciml._validate import Names
 from sciml.ensemble._solution import EnsembleSolution
+
+ENSEMBLE = Names(y0="y0s")
 
 BACKENDS = ("jax", "c", "cupy")
 
@@ -13,7 +17,7 @@ BACKENDS = ("jax", "c", "cupy")
 def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes: Any = 0,
                    backend: str = "jax", solver=None, saveat=None, rtol=1e-6, atol=1e-6, dt0=None,
                    max_steps: int = 100_000, adaptive: bool = True, max_step=None, mesh=None,
-                   throw: bool = False) -> EnsembleSolution:
+                   throw: bool = False, controller=None) -> EnsembleSolution:
     """Solve ``dy/dt = f(t, y, args)`` for many trajectories at once.
 
     Trajectory ``i`` starts from the ``i``-th entry of ``y0s`` (leading axis) and sees the ``i``-th
@@ -47,6 +51,7 @@ def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes
             axes together). Default: every device, when there is more than one.
         throw: raise :class:`sciml.SolveError` if any trajectory failed (default: report it in
             ``status`` only).
+        controller: the step-size controller (as for `sciml.solve`), honoured by every backend.
 
     Returns:
         An :class:`EnsembleSolution` (``ts``, ``ys``, ``t_final``, ``y_final``, ``status``,
@@ -67,23 +72,20 @@ def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes
         >>> bool(jnp.allclose(ens.ys[:, -1, 0], jnp.exp(-ks), rtol=1e-6))
         True
     """
-    from sciml.solvers import Tsit5
-
-    if backend not in BACKENDS:
-        raise ValueError(f"`backend` must be one of {BACKENDS}; got {backend!r}.")
     if mesh is not None and backend != "jax":
         raise ValueError(f"`mesh` shards `backend=\"jax\"` over devices; `backend={backend!r}` runs on "
                          f"one {'GPU' if backend == 'cupy' else 'host'}. Drop `mesh` or use `backend=\"jax\"`.")
-    solver = Tsit5() if solver is None else solver
-    problem = prepare(f, y0s, t_span, args, args_axes, solver, saveat, rtol, atol, dt0, max_steps,
-                      adaptive, max_step)
+    problem, options = prepare(f, y0s, t_span, args, solver=solver, saveat=saveat, rtol=rtol, atol=atol, dt0=dt0,
+                               max_steps=max_steps, adaptive=adaptive, max_step=max_step, backend=backend,
+                               controller=controller, ensemble=True, args_axes=args_axes,
+                               names=ENSEMBLE)
     if backend == "jax":
         from sciml.ensemble._jax_backend import solve_jax
-        ens = solve_jax(problem, mesh)
+        ens = solve_jax(problem, options, mesh)
     elif backend == "c":
-        from sciml.ensemble._c_backend import solve_c
-        ens = solve_c(problem)
+        from sciml.kernel import solve_c
+        ens = EnsembleSolution(**solve_c(problem, options), backend="c")
     else:
-        from sciml.ensemble._cupy_backend import solve_cupy
-        ens = solve_cupy(problem)
+        from sciml.kernel import solve_cupy
+        ens = EnsembleSolution(**solve_cupy(problem, options), backend="cupy")
     return ens.raise_if_failed() if throw else ens

@@ -1,7 +1,7 @@
 """ODE solvers. Every method is registered in ``ALL``; the generic tests run over that registry."""
 
 from sciml.solvers._base import AbstractSolver
-from sciml.solvers._control import PIController
+from sciml.solvers._control import IController, PIController, PIDController
 from sciml.solvers._events import Event
 from sciml.solvers._solution import Solution
 from sciml.solvers._status import SolveError, Status
@@ -16,6 +16,6 @@ EXPLICIT = (Euler, Midpoint, Heun, RK4, Bosh3, Tsit5, Dopri5, Dopri8, Vern7)
 STIFF = (Rodas5P, Rosenbrock23, Kvaerno5, BDF)
 ALL = EXPLICIT + STIFF
 
-__all__ = ["AbstractSolver", "PIController", "Event", "Solution", "SolveError", "Status", "Euler",
+__all__ = ["AbstractSolver", "PIController", "IController", "PIDController", "Event", "Solution", "SolveError", "Status", "Euler",
            "Midpoint", "Heun", "RK4", "Bosh3", "Tsit5", "Dopri5", "Dopri8", "Vern7", "Rodas5P", "Rosenbrock23",
            "Kvaerno5", "BDF", "EXPLICIT", "STIFF", "ALL"]

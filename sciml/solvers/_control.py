@@ -23,28 +23,45 @@ def error_norm(err, y0, y1, rtol, atol):
 
 
 def rms(v, scale):
-    ratio = jnp.abs(v) / scale
+    """RMS of ``v / scale``; components with a zero scale (``atol=0`` at a zero state) carry no
+    information about the step size and count as 0, not as a division by zero."""
+    ratio = jnp.where(scale > 0, jnp.abs(v) / jnp.where(scale > 0, scale, 1), 0)
     return jnp.sqrt(jnp.mean(ratio * ratio)) if v.size else jnp.zeros((), scale.dtype)
 
 
-def initial_step(f, t0, y0, f0, rtol, atol, error_order: int, time_dtype):
+def initial_step(f, t0, y0, f0, rtol, atol, error_order: int, time_dtype, max_dt):
     """Hairer's initial step guess. Costs one evaluation of ``f``. Returns ``dt0`` in ``time_dtype``.
 
-    ``f`` takes ``(t, y)`` with the problem's args already bound.
+    ``f`` takes ``(t, y)`` with the problem's args already bound. ``max_dt`` (``t1 - t0``, or less with
+    ``max_step``) caps the trial step as well as the guess, so ``f`` is never evaluated outside the span.
     """
+    max_dt = jnp.asarray(max_dt, time_dtype)
     real = jnp.zeros((), y0.dtype).real.dtype
     scale = atol + rtol * jnp.abs(y0)
     d0 = rms(y0, scale)
     d1 = rms(f0, scale)
     tiny = (d0 < 1e-5) | (d1 < 1e-5)
     h0 = jnp.where(tiny, jnp.asarray(1e-6, real), 0.01 * d0 / jnp.where(tiny, 1, d1))
+    h0 = jnp.minimum(h0, max_dt.astype(real))
     y1 = y0 + h0.astype(y0.dtype) * f0
     f1 = f(t0 + h0.astype(time_dtype), y1)
     d2 = rms(f1 - f0, scale) / h0
     max_d = jnp.maximum(d1, d2)
     h1 = jnp.where(max_d <= 1e-15, jnp.maximum(jnp.asarray(1e-6, real), h0 * 1e-3),
                    (0.01 / jnp.where(max_d <= 1e-15, 1, max_d)) ** (1.0 / error_order))
-    return jnp.minimum(100 * h0, h1).astype(time_dtype)
+    return jnp.minimum(jnp.minimum(100 * h0, h1).astype(time_dtype), max_dt)
+
+
+def guess_order(solver, controller) -> float:
+    """The error order the initial-step guess uses: the controller's where it states one (a
+    `PIDController` reproducing diffrax's steps), else the solver's."""
+    return getattr(controller, "error_order", None) or solver.error_order or solver.order + 1
+
+
+def step_cap(t0, t1, dtmax):
+    """The largest first step: the span, or ``dtmax`` (``max_step``) when smaller."""
+    span = t1 - t0
+    return span if dtmax is None else jnp.minimum(span, jnp.asarray(dtmax, span.dtype))
 
 
 class ControllerState(NamedTuple):
@@ -87,3 +104,80 @@ class PIController:
             dt_next = jnp.minimum(dt_next, jnp.asarray(self.dtmax, dt.dtype))
         err_prev = jnp.where(accept, jnp.maximum(err, 1e-4).astype(state.err_prev.dtype), state.err_prev)
         return accept, dt_next, ControllerState(err_prev, ~accept)
+
+
+@dataclasses.dataclass(frozen=True)
+class IController(PIController):
+    """Integral step-size control: ``dt * clip(safety * err**(-1/k), factormin, factormax)`` after an
+    accepted step (no growth right after a rejection), the same shrink as `PIController` after a
+    rejection. The PI controller with ``beta=0``."""
+
+    beta: float = dataclasses.field(default=0.0, init=False)
+
+
+class PIDState(NamedTuple):
+    prev_inv: jax.Array       # 1 / error norm of the last accepted step (1 at the start)
+    prev_prev_inv: jax.Array  # and of the one before
+
+
+@dataclasses.dataclass(frozen=True)
+class PIDController:
+    """PID step-size control in diffrax's parameterisation (``diffrax.PIDController``), so that a solve
+    can take diffrax's step sequence: with ``inv = 1/err`` and ``k`` the error order,
+
+        factor = clip(safety * inv**((i + p + d)/k) * inv_prev**(-(p + 2d)/k) * inv_prev2**(d/k),
+                      1 if accepted else factormin, factormax if accepted else safety)
+
+    A step is accepted when ``err < 1``; an accepted step never shrinks the next one. Defaults
+    (``pcoeff=0, icoeff=1, dcoeff=0``) are diffrax's default, an integral controller. ``error_order``
+    overrides the solver's (diffrax uses the method's order + 1, e.g. 6 for Tsit5, where sciml's
+    solvers state the order of their error estimate, 5).
+
+    Example:
+        >>> import jax.numpy as jnp, sciml
+        >>> pid = sciml.solvers.PIDController(pcoeff=0.3, icoeff=0.4)
+        >>> sol = sciml.solve(lambda t, y, a: -y, jnp.ones(1), (0.0, 1.0), controller=pid)
+        >>> bool(sol.success)
+        True
+    """
+
+    pcoeff: float = 0.0
+    icoeff: float = 1.0
+    dcoeff: float = 0.0
+    safety: float = 0.9
+    factormin: float = 0.2
+    factormax: float = 10.0
+    dtmax: float | None = None
+    error_order: float | None = None
+
+    def __post_init__(self):
+        for name in ("safety", "factormax"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"`PIDController({name}=...)` must be positive; got {getattr(self, name)!r}.")
+        if not 0 < self.factormin <= 1:
+            raise ValueError(f"`PIDController(factormin=...)` must be in (0, 1]; got {self.factormin!r}.")
+
+    def init(self, real_dtype) -> PIDState:
+        one = jnp.ones((), real_dtype)
+        return PIDState(one, one)
+
+    def adapt(self, err, dt, error_order: int, state: PIDState):
+        """Return ``(accept, dt_next, state)`` from the error norm ``err`` of a step of size ``dt``."""
+        k = self.error_order if self.error_order is not None else error_order
+        accept = err < 1.0
+        inv = 1.0 / err
+        c1, c2, c3 = (self.icoeff + self.pcoeff + self.dcoeff) / k, -(self.pcoeff + 2 * self.dcoeff) / k, self.dcoeff / k
+        factor = self.safety * _power(inv, c1) * _power(state.prev_inv, c2) * _power(state.prev_prev_inv, c3)
+        factor = jnp.clip(factor, jnp.where(accept, 1.0, self.factormin), jnp.where(accept, self.factormax, self.safety))
+        factor = jnp.where(jnp.isnan(factor), self.factormin, factor)
+        dt_next = dt * factor.astype(dt.dtype)
+        if self.dtmax is not None:
+            dt_next = jnp.minimum(dt_next, jnp.asarray(self.dtmax, dt.dtype))
+        inv = jnp.where((inv == 0) | jnp.isinf(inv) | jnp.isnan(inv), 1.0, inv).astype(state.prev_inv.dtype)
+        return accept, dt_next, PIDState(jnp.where(accept, inv, state.prev_inv),
+                                         jnp.where(accept, state.prev_inv, state.prev_prev_inv))
+
+
+def _power(x, c):
+    """``x**c``, exactly 1 where ``c`` is 0 (as diffrax skips those factors: 0**0 and inf**0 stay 1)."""
+    return 1.0 if c == 0 else x ** c

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from sciml.solvers._base import AbstractSolver, dense_degree
-from sciml.solvers._control import PIController, initial_step
+from sciml.solvers._control import PIController, guess_order, initial_step, step_cap
 from sciml.solvers._events import EventSet
 from sciml.solvers._saving import SavePoints, StepPoly
 from sciml.solvers._status import Status
@@ -93,7 +93,8 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
 
     f0 = fb(t0, y0)
     if dt0 is None:
-        dt = initial_step(fb, t0, y0, f0, rtol, atol, solver.error_order or solver.order + 1, time_dtype)
+        dt = initial_step(fb, t0, y0, f0, rtol, atol, guess_order(solver, controller), time_dtype,
+                          step_cap(t0, t1, controller.dtmax))
     else:
         dt = jnp.asarray(dt0, time_dtype)
     dt = jnp.minimum(dt, t1 - t0)

@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from sciml.solvers._base import evaluate_dense
-from sciml.solvers._status import SolveError, Status, describe, failed
+from sciml.solvers._status import Outcome, Status
 
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class Solution:
+class Solution(Outcome):
     """What ``sciml.solve`` returns.
 
     Attributes:
@@ -58,33 +58,8 @@ class Solution:
     # Set by `sciml.solve` outside jit when an explicit solve failed where the problem is stiff.
     _looks_stiff: bool = dataclasses.field(metadata=dict(static=True), default=False)
 
-    # -- status -------------------------------------------------------------------------------
-    @property
-    def success(self):
-        """True where the solve reached ``t1`` or stopped at a terminal event."""
-        return (self.status == Status.SUCCESS) | (self.status == Status.EVENT)
-
-    def message(self) -> str | list[str]:
-        """Human-readable explanation of ``status`` (a list under ``vmap``). Needs concrete values."""
-        status = np.asarray(self.status)
-        t = np.broadcast_to(np.asarray(self.t_final, dtype=np.float64), status.shape)
-        dt = np.broadcast_to(np.abs(np.asarray(self._last_dt, dtype=np.float64)), status.shape)
-        time_dtype = str(np.asarray(self.t_final).dtype)
-        msgs = [describe(int(s), float(ti), float(di), self._max_steps, time_dtype=time_dtype,
-                         solver_stiff=self._solver_stiff, looks_stiff=self._looks_stiff)
-                for s, ti, di in zip(status.ravel(), t.ravel(), dt.ravel())]
-        msgs = [m[0].upper() + m[1:] for m in msgs]
-        return msgs[0] if status.ndim == 0 else msgs
-
-    def raise_if_failed(self) -> "Solution":
-        """Raise :class:`SolveError` if any trajectory failed; return ``self`` otherwise."""
-        if np.any(failed(self.status)):
-            msgs = self.message()
-            if isinstance(msgs, list):
-                bad = np.flatnonzero(failed(self.status).ravel())
-                msgs = f"{len(bad)} of {len(msgs)} trajectories failed; the first (index {bad[0]}): {msgs[bad[0]]}"
-            raise SolveError(msgs)
-        return self
+    def _hints(self) -> dict:
+        return dict(solver_stiff=self._solver_stiff, looks_stiff=self._looks_stiff)
 
     # -- dense output -------------------------------------------------------------------------
     def evaluate(self, t):

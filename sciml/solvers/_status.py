@@ -23,6 +23,7 @@ class Status(enum.IntEnum):
     NONFINITE = 3
     EVENT = 4
     NEWTON_FAILED = 5
+    BAD_SAVEAT = 6
 
 
 class SolveError(RuntimeError):
@@ -76,7 +77,58 @@ def describe(status: int, t: float, dt: float, max_steps: int, looks_stiff: bool
     if status is Status.NEWTON_FAILED:
         return (f"the implicit solver's Newton iteration kept failing at t={t:.6g} (dt={dt:.3g}). "
                 f"Try `solver=sciml.solvers.Rodas5P()` (no Newton loop), tighten `rtol`, or supply `jac=`.")
+    if status is Status.BAD_SAVEAT:
+        return ("the save times (`saveat`, `t_eval`) were not finite, not sorted in the direction of "
+                "integration, or outside `t_span`; they were traced values, so this could only be checked "
+                "while solving. Nothing was computed at them (NaN). Pass finite, sorted times inside `t_span`.")
     raise AssertionError(status)
+
+
+def host(x) -> np.ndarray:
+    """A NumPy copy of a JAX, NumPy or CuPy array."""
+    if hasattr(x, "get") and hasattr(x, "__cuda_array_interface__"):
+        return x.get()
+    return np.asarray(x)
+
+
+class Outcome:
+    """What every solution class shares: ``success``, ``message()`` and ``raise_if_failed()``.
+
+    A subclass has ``status``, ``t_final``, ``_last_dt`` and ``_max_steps``, and may add hints to the
+    message through ``_hints()``; ``_always_list`` makes ``message()`` a list even for one status.
+    """
+
+    _always_list = False
+
+    @property
+    def success(self):
+        """True where the solve reached ``t1`` or stopped at a terminal event."""
+        return (self.status == Status.SUCCESS) | (self.status == Status.EVENT)
+
+    def _hints(self) -> dict:
+        return {}
+
+    def message(self) -> str | list[str]:
+        """Human-readable explanation of ``status``: one string, or one per trajectory (under ``vmap``
+        and for ensembles). Needs concrete values."""
+        status = host(self.status)
+        t = np.broadcast_to(host(self.t_final).astype(np.float64), status.shape)
+        dt = np.broadcast_to(np.abs(host(self._last_dt).astype(np.float64)), status.shape)
+        time_dtype = str(host(self.t_final).dtype)
+        msgs = [describe(int(s), float(ti), float(di), self._max_steps, time_dtype=time_dtype, **self._hints())
+                for s, ti, di in zip(status.ravel(), t.ravel(), dt.ravel())]
+        msgs = [m[0].upper() + m[1:] for m in msgs]
+        return msgs[0] if status.ndim == 0 and not self._always_list else msgs
+
+    def raise_if_failed(self):
+        """Raise :class:`SolveError` if any trajectory failed (naming the first); return ``self`` otherwise."""
+        bad = np.flatnonzero(failed(host(self.status)).ravel())
+        if bad.size:
+            msgs = self.message()
+            if isinstance(msgs, list):
+                msgs = f"{bad.size} of {len(msgs)} trajectories failed; the first (index {bad[0]}): {msgs[bad[0]]}"
+            raise SolveError(msgs)
+        return self
 
 
 def failed(status) -> np.ndarray:

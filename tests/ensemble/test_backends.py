@@ -217,7 +217,7 @@ def test_cupy_backend_without_cupy_or_gpu_points_to_c_and_jax():
 
 
 def test_no_c_compiler_points_to_backend_jax(monkeypatch):
-    from sciml.ensemble import _c_backend
+    from sciml.kernel import _build as _c_backend
 
     _c_backend.compiler.cache_clear()
     monkeypatch.setenv("CC", "/nonexistent/cc")

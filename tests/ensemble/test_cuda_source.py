@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 
 import sciml.solvers as S
-from sciml.ensemble._codegen import kernel_body, kernel_source
-from sciml.ensemble._ctypes import PRELUDES
-from sciml.ensemble._kernel import prepare_launch
-from sciml.ensemble._problem import prepare
+from sciml.kernel._codegen import kernel_body, kernel_source
+from sciml.kernel._ctypes import PRELUDES
+from sciml.kernel._launch import prepare_launch
+from sciml._problem import prepare
 from tests.ensemble.problems import lorenz_ensemble, saveat
 
 
 def _spec(solver, dtype, grid):
     f, y0s, t_span, params = lorenz_ensemble(dtype)
-    problem = prepare(f, y0s, t_span, params, 0, solver, saveat(t_span, dtype) if grid else None, 1e-6, 1e-6,
-                      None, 1000, True, None)
-    launch, _ = prepare_launch(problem, np, np.asarray)
+    problem, options = prepare(f, y0s, t_span, params, solver=solver, saveat=saveat(t_span, dtype) if grid else None,
+                               max_steps=1000, backend="c", ensemble=True)
+    launch, _ = prepare_launch(problem, options, np, np.asarray)
     return launch.spec, launch.method
 
 
@@ -67,9 +67,10 @@ def test_cuda_source_compiles_with_nvcc(tmp_path, solver, dtype, grid):
                          ids=["rk4-fixed-saveat", "dopri8-adaptive-saveat", "tsit5-fixed-final", "rodas5p-fixed"])
 def test_c_source_is_warning_free_in_every_mode(tmp_path, solver, adaptive, grid):
     f, y0s, t_span, params = lorenz_ensemble(np.float64)
-    problem = prepare(f, y0s, t_span, params, 0, solver, saveat(t_span, np.float64) if grid else None, 1e-6, 1e-6,
-                      None if adaptive else 0.01, 1000, adaptive, None)
-    launch, _ = prepare_launch(problem, np, np.asarray)
+    problem, options = prepare(f, y0s, t_span, params, solver=solver, saveat=saveat(t_span, np.float64) if grid else None,
+                               dt0=None if adaptive else 0.01, max_steps=1000, adaptive=adaptive, backend="c",
+                               ensemble=True)
+    launch, _ = prepare_launch(problem, options, np, np.asarray)
     path = tmp_path / "kernel.c"
     path.write_text(kernel_source(launch.spec, launch.method, "c"))
     result = subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function",

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import sciml
-from sciml.ensemble import _cupy_backend
+from sciml.kernel import _cupy as _cupy_backend
 from tests.ensemble.problems import N, PROBLEMS, saveat, tolerances
 
 SHIM = r"""

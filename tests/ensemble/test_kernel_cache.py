@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 
 from sciml.ensemble import CompileError, UnsafeCacheError
-from sciml.ensemble import _c_backend
-from sciml.ensemble._c_backend import library_key, load_library
+from sciml.kernel import _build as _c_backend
+from sciml.kernel._build import library_key, load_library
 
 NOBODY = 65534
 needs_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
@@ -219,7 +219,8 @@ def test_a_cache_directory_of_another_user_is_refused(cache):
 
 _REFUSED_CACHE_SCRIPT = """
 import json, numpy as np, jax.numpy as jnp, sciml
-from sciml.ensemble import UnsafeCacheError, _kernel_cache
+from sciml.ensemble import UnsafeCacheError
+from sciml.kernel import _cache as _kernel_cache
 
 checks, check = [], _kernel_cache.private_directory
 _kernel_cache.private_directory = lambda: checks.append(1) or check()

@@ -18,9 +18,9 @@ import pytest
 from jax import lax
 
 from sciml.ensemble import UnsupportedPrimitiveError
-from sciml.ensemble._c_backend import load_library
-from sciml.ensemble._ctypes import PRELUDES, literal
-from sciml.ensemble._translate import c_function, supported_primitives
+from sciml.kernel._build import load_library
+from sciml.kernel._ctypes import PRELUDES, literal
+from sciml.kernel._translate import c_function, supported_primitives
 
 W = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]])
 

@@ -121,7 +121,7 @@ def test_unknown_backend_is_refused():
 
 def test_auto_leaves_matrix_heavy_fields_to_xla():
     """A 64-wide layer written out as C would be thousands of lines for no gain: "auto" keeps XLA."""
-    from sciml._solve_kernel import AUTO_MATRIX_WORK, _matrix_work
+    from sciml.kernel._xla import AUTO_MATRIX_WORK, _matrix_work
 
     w = jnp.ones((64, 64)) / 64
     heavy = jax.make_jaxpr(lambda y: jnp.tanh(w @ y))(jnp.ones(64)).jaxpr
@@ -132,8 +132,8 @@ def test_auto_leaves_matrix_heavy_fields_to_xla():
 
 
 def test_without_a_compiler_auto_runs_jax_and_c_says_why(monkeypatch, tmp_path):
-    from sciml import _solve_kernel
-    from sciml.ensemble import _c_backend
+    from sciml.kernel import _xla as _solve_kernel
+    from sciml.kernel import _build as _c_backend
 
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("SCIML_CACHE_DIR", str(tmp_path))  # nothing built yet: a build would be needed

@@ -1,7 +1,7 @@
 """Compile generated C with the system C compiler into a shared library, cached by source hash.
 
 The library is built once per distinct source (and compiler and flags) and kept in the user's private
-kernel cache (`sciml.ensemble._kernel_cache`: ``$SCIML_CACHE_DIR``, else
+kernel cache (`sciml.kernel._cache`: ``$SCIML_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/sciml/kernels``, else ``~/.cache/sciml/kernels``), so a later process loads it without
 compiling. It is built for this CPU's vector instructions (``-march=native``) and with OpenMP when the
 compiler supports them; without OpenMP the blocks of trajectories run on one core.
@@ -23,10 +23,10 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from sciml.ensemble._codegen import entry_parameters
-from sciml.ensemble._errors import CompileError, CompilerNotFoundError
-from sciml.ensemble._kernel import prepare_launch, source_for
-from sciml.ensemble._kernel_cache import key_definition, load_cached
+from sciml.kernel._codegen import entry_parameters
+from sciml.kernel._errors import CompileError, CompilerNotFoundError
+from sciml.kernel._launch import prepare_launch, source_for
+from sciml.kernel._cache import key_definition, load_cached
 
 # IEEE arithmetic as written (no contraction into FMAs, no reassociation); errno and trap flags are
 # not part of the results, so dropping them lets the compiler vectorise the lanes of a block. No
@@ -114,11 +114,11 @@ def _build(cc: str, source: str, extra_flags: tuple[str, ...] = ()) -> bytes:
                            f"This is a bug in sciml; `backend=\"jax\"` works meanwhile.")
 
 
-def run_c(problem, target: str = "c"):
-    """Run ``problem`` (an `EnsembleProblem`) through the generated C kernel on the host; the finished
-    `Launch` (its outputs are NumPy arrays) and the function that turns it into a solution.
-    ``target="c-single"`` builds the kernel without SIMD blocks, for one trajectory."""
-    launch, finish = prepare_launch(problem, np, np.asarray)
+def run_c(problem, options, target: str = "c"):
+    """Run an ensemble ``problem`` with ``options`` (`sciml._problem`) through the generated C kernel on the
+    host; the finished `Launch` (its outputs are NumPy arrays) and the function that turns it into a
+    solution. ``target="c-single"`` builds the kernel without SIMD blocks, for one trajectory."""
+    launch, finish = prepare_launch(problem, options, np, np.asarray)
     run_launch(launch, target)
     return launch, finish
 
@@ -146,7 +146,8 @@ def _entry_point(spec, method, target):
     return entries[target]
 
 
-def solve_c(problem):
-    """Run ``problem`` (an `EnsembleProblem`) through the generated C kernel on the host."""
-    _, finish = run_c(problem)
-    return finish("c", jnp.asarray)
+def solve_c(problem, options) -> dict:
+    """Run an ensemble ``problem`` with ``options`` through the generated C kernel on the host; the
+    fields of its `EnsembleSolution`, as JAX arrays."""
+    _, finish = run_c(problem, options)
+    return finish(jnp.asarray)

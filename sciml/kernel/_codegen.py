@@ -23,8 +23,8 @@ import dataclasses
 
 import numpy as np
 
-from sciml.ensemble._ctypes import PRELUDES, TARGETS, c_type, literal, math_fn
-from sciml.ensemble._translate import Translator
+from sciml.kernel._ctypes import PRELUDES, TARGETS, c_type, literal, math_fn
+from sciml.kernel._translate import Translator
 from sciml.solvers._control import PIController
 from sciml.solvers._status import Status
 
@@ -264,7 +264,8 @@ def _initial_step(ctx: Ctx, error_order: int) -> str:
 
     def rms(v):
         return [f"sum = {R(0)};",
-                f"for (int j = 0; j < {n}; ++j) {{ const sciml_real r = {rf('fabs')}({v}) / scale[j][l]; "
+                f"for (int j = 0; j < {n}; ++j) {{ const sciml_real r = scale[j][l] > {R(0)} ? "
+                f"{rf('fabs')}({v}) / scale[j][l] : {R(0)}; "
                 f"sum = sum + r * r; }}"]
 
     lines = [f"sciml_real scale[{n}][SCIML_LANES], y1[{n}][SCIML_LANES], f1[{n}][SCIML_LANES], "
@@ -276,6 +277,7 @@ def _initial_step(ctx: Ctx, error_order: int) -> str:
         *rms("f0[j][l]"), f"d1[l] = {rf('sqrt')}(sum / {R(n)});",
         f"const int tiny = (d0 < {R(1e-5)}) | (d1[l] < {R(1e-5)});",
         f"h0[l] = tiny ? {R(1e-6)} : {R(0.01)} * d0 / d1[l];",
+        "h0[l] = SCIML_MIN(h0[l], (sciml_real)max_dt);  /* f is never evaluated outside the span */",
         f"for (int j = 0; j < {n}; ++j) y1[j][l] = y0[j][l] + h0[l] * f0[j][l];",
         "t1[l] = t0[l] + (sciml_time)h0[l];")
     lines.append("sciml_f(t1, y1, p, dir, f1);")
@@ -289,7 +291,7 @@ def _initial_step(ctx: Ctx, error_order: int) -> str:
         f"dt[l] = (sciml_time)SCIML_MIN({R(100)} * h0[l], h1);")
     params = (f"const sciml_time t0[SCIML_LANES], const sciml_real y0[{n}][SCIML_LANES], "
               f"const sciml_real f0[{n}][SCIML_LANES], const sciml_args* p, const sciml_time dir, "
-              f"const sciml_real* rtol, const sciml_real* atol, sciml_time dt[SCIML_LANES]")
+              f"const sciml_real* rtol, const sciml_real* atol, const sciml_time max_dt, sciml_time dt[SCIML_LANES]")
     return "\n".join([f"SCIML_FN void sciml_initial_step({params}) {{"] + ["    " + x for x in lines] + ["}"]) + "\n"
 
 
@@ -381,7 +383,8 @@ def _trajectory(spec: KernelSpec, method: KernelMethod, ctx: Ctx) -> str:
         b += ["int need[SCIML_LANES];", "long long save[SCIML_LANES];", "sciml_real* out[SCIML_LANES];"]
     b += lanes(f"for (int j = 0; j < {n}; ++j) y[j][l] = y0s[idx[l] * {n} + j];", "t[l] = s0;")
     b.append("sciml_f(t, y, &P, dir, f0);")
-    b.append("sciml_initial_step(t, y, f0, &P, dir, rtol, atol, dt);" if spec.auto_dt0 else "")
+    b.append("sciml_initial_step(t, y, f0, &P, dir, rtol, atol, SCIML_MIN(s1 - s0, dtmax), dt);"
+             if spec.auto_dt0 else "")
     b += lanes(*([] if spec.auto_dt0 else ["dt[l] = tp[3];"]),
                "dt[l] = SCIML_MIN(SCIML_MIN(dt[l], s1 - s0), dtmax);",
                "status[l] = live[l] ? 0 : -1;  /* -1: an idle lane past the last trajectory */",

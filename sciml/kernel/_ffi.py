@@ -18,9 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sciml.ensemble._c_backend import load_library
-from sciml.ensemble._codegen import KernelMethod, KernelSpec, entry_parameters, stat_names
-from sciml.ensemble._kernel import source_for
+from sciml.kernel._build import load_library
+from sciml.kernel._codegen import KernelMethod, KernelSpec, entry_parameters, stat_names
+from sciml.kernel._launch import source_for
 
 _REGISTERED: set[str] = set()
 

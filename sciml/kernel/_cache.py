@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from sciml._atomic import atomic_write_bytes
-from sciml.ensemble._errors import CompileError, UnsafeCacheError
+from sciml.kernel._errors import CompileError, UnsafeCacheError
 
 #: the C symbol each kernel library defines: ``_KEY_PREFIX`` followed by the kernel's key
 KEY_SYMBOL = "sciml_kernel_key"

@@ -1,5 +1,5 @@
 """The kernel backends' common front: trace ``f`` for one trajectory, generate the source, lay out the
-arrays the entry point takes, and turn its outputs into an `EnsembleSolution`.
+arrays the entry point takes, and turn its outputs into the fields of an ensemble's solution.
 
 Array work is written against a NumPy-like module ``xp`` (NumPy for ``backend="c"``, CuPy for
 ``backend="cupy"``), so data stays on the device that runs the kernel.
@@ -17,14 +17,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from sciml._flat import flatten
-from sciml._solve_checks import _check_f_output, _time_dtype, _tolerance
-from sciml.ensemble._codegen import (ArgSpec, KernelMethod, KernelSpec, entry_parameters, kernel_source,
+from sciml._problem import Options, Problem
+from sciml._validate import check_f_output, probe_f, tolerance_vector
+from sciml._validate import time_dtype as time_dtype_of
+from sciml.kernel._codegen import (ArgSpec, KernelMethod, KernelSpec, entry_parameters, kernel_source,
                                      stat_names)
-from sciml.ensemble._ctypes import UnsupportedDtypeError
-from sciml.ensemble._kernel_rk import ExplicitRKKernel
-from sciml.ensemble._kernel_rosenbrock import rosenbrock_kernel
-from sciml.ensemble._problem import EnsembleProblem
-from sciml.ensemble._solution import EnsembleSolution
+from sciml.kernel._ctypes import UnsupportedDtypeError
+from sciml.kernel._kernel_rk import ExplicitRKKernel
+from sciml.kernel._kernel_rosenbrock import rosenbrock_kernel
 from sciml.solvers._explicit_rk import ExplicitRK
 
 
@@ -102,8 +102,8 @@ def _spec_uncached(static: _Static) -> tuple[KernelSpec, KernelMethod]:
     y_flat, unflatten = flatten(template)
     dynamic = _dynamic_structs(static.arg_avals)
 
-    def rhs(t, y, *arg_leaves):
-        out = static.f(t, unflatten(y), _rebuild(static.args_treedef, static.arg_avals, arg_leaves))
+    def rhs(t, y, *arg_leaves):  # the field sees t in the state's dtype, as in the XLA loop
+        out = static.f(t.astype(static.state_dtype), unflatten(y), _rebuild(static.args_treedef, static.arg_avals, arg_leaves))
         return flatten(out)[0].astype(static.state_dtype)
 
     t_struct = jax.ShapeDtypeStruct((), static.time_dtype)
@@ -157,9 +157,10 @@ class Launch:
         return [named[name] for _, name in entry_parameters(self.spec)]
 
 
-def prepare_launch(problem: EnsembleProblem, xp, to_xp: Callable) -> tuple[Launch, Callable]:
-    """Arrays for the kernel on ``xp`` and a function turning the finished launch into a solution."""
-    traced = [x for x in jax.tree_util.tree_leaves((problem.y0s, problem.arg_leaves, problem.t0, problem.t1,
+def prepare_launch(problem: Problem, options: Options, xp, to_xp: Callable) -> tuple[Launch, Callable]:
+    """Arrays for the kernel on ``xp`` and a function turning the finished launch into a solution, for
+    an ensemble ``problem`` (a leading trajectory axis; ``options.batched`` marks the batched args)."""
+    traced = [x for x in jax.tree_util.tree_leaves((problem.y0, problem.args, problem.t0, problem.t1,
                                                      problem.ts, problem.rtol, problem.atol, problem.dt0))
               if isinstance(x, jax.core.Tracer)]
     if traced:
@@ -167,32 +168,33 @@ def prepare_launch(problem: EnsembleProblem, xp, to_xp: Callable) -> tuple[Launc
             "the kernel backends (`backend=\"c\"`, `\"cupy\"`) run compiled code outside JAX's tracing, so "
             "they cannot be used inside `jax.jit`, `jax.grad` or `jax.vmap`, and give no gradients. Use "
             "`backend=\"jax\"` there (it is differentiable), or call the kernel backend outside the transform.")
-    y_leaves, y_treedef = jax.tree_util.tree_flatten(problem.y0s)
+    y_leaves, y_treedef = jax.tree_util.tree_flatten(problem.y0)
     y_avals = tuple((tuple(x.shape[1:]), np.dtype(x.dtype)) for x in y_leaves)
-    arg_avals = tuple(_aval(x, b) if d else ("static", x)
-                      for x, b, d in zip(problem.arg_leaves, problem.batched, problem.dynamic))
-    state_dtype = _state_dtype(problem, y_treedef, y_avals, arg_avals)
+    static_args, batched = options.static_args, iter(options.batched)
+    dynamic, fixed = iter(problem.args), iter(static_args.leaves)
+    arg_avals = tuple(_aval(next(dynamic), next(batched)) if d else ("static", next(fixed))
+                      for d in static_args.is_dynamic)
+    state_dtype = _state_dtype(options.f, problem.t0, y_treedef, y_avals, static_args.treedef, arg_avals)
     real = np.dtype(state_dtype)
-    time_dtype = np.dtype(_time_dtype(problem.t0, problem.t1, problem.ts, real))
-    static = _Static(f=problem.f, y_treedef=y_treedef, y_avals=y_avals, args_treedef=problem.args_treedef,
-                     arg_avals=arg_avals, solver=problem.solver, state_dtype=real, time_dtype=time_dtype,
-                     save=problem.ts is not None, adaptive=problem.adaptive, auto_dt0=problem.dt0 is None)
+    time_dtype = np.dtype(time_dtype_of(problem.t0, problem.t1, problem.ts, real))
+    static = _Static(f=options.f, y_treedef=y_treedef, y_avals=y_avals, args_treedef=static_args.treedef,
+                     arg_avals=arg_avals, solver=options.solver, state_dtype=real, time_dtype=time_dtype,
+                     save=problem.ts is not None, adaptive=options.adaptive, auto_dt0=options.auto_dt0)
     spec, method = _spec(static)
     n, N = spec.n, problem.n_traj
 
     y0s = xp.concatenate([xp.reshape(to_xp(x), (N, -1)).astype(real) for x in y_leaves], axis=1)
-    args = arg_inputs([x for x, d in zip(problem.arg_leaves, problem.dynamic) if d],
-                      [a for a in arg_avals if a[0] != "static"], N, xp, to_xp)
+    args = arg_inputs(problem.args, [a for a in arg_avals if a[0] != "static"], N, xp, to_xp)
     ts_user = None if problem.ts is None else np.asarray(problem.ts)
-    tp, ts, m, direction = time_inputs(problem.t0, problem.t1, problem.dt0, problem.max_step, ts_user, time_dtype)
+    tp, ts, m, direction = time_inputs(problem.t0, problem.t1, problem.dt0, options.max_step, ts_user, time_dtype)
     tol = np.concatenate([host_tolerance(tol, name, y_treedef, y_avals, real, n)
                           for tol, name in ((problem.rtol, "rtol"), (problem.atol, "atol"))])
     launch = Launch(spec=spec, method=method, n_traj=N, y0s=xp.ascontiguousarray(y0s), args=args,
-                    tp=xp.asarray(tp), ts=xp.asarray(ts), m=m, tol=xp.asarray(tol), max_steps=problem.max_steps,
+                    tp=xp.asarray(tp), ts=xp.asarray(ts), m=m, tol=xp.asarray(tol), max_steps=options.max_steps,
                     **outputs(spec, method, N, m, xp))
 
-    def finish(backend: str, convert: Callable) -> EnsembleSolution:
-        return _solution(launch, y_leaves, y_treedef, ts_user, direction, backend, convert, xp)
+    def finish(convert: Callable) -> dict:
+        return _solution(launch, y_leaves, y_treedef, ts_user, direction, convert, xp)
 
     return launch, finish
 
@@ -233,7 +235,7 @@ def host_tolerance(tol, name, y_treedef, y_avals, real, n) -> np.ndarray:
     if isinstance(tol, (int, float, np.number)) or (isinstance(tol, np.ndarray) and tol.ndim == 0):
         return np.full(n, tol, real)
     template = {k: np.zeros(s, real) for k, (s, _) in enumerate(y_avals)}
-    return np.broadcast_to(np.asarray(_tolerance(_per_leaf(tol, y_treedef), template, real, name)), (n,)).astype(real)
+    return np.broadcast_to(np.asarray(tolerance_vector(_per_leaf(tol, y_treedef), template, real, name)), (n,)).astype(real)
 
 
 def _per_leaf(tol, y_treedef):
@@ -246,14 +248,13 @@ def _per_leaf(tol, y_treedef):
     return {k: leaf for k, leaf in enumerate(jax.tree_util.tree_leaves(tol))}
 
 
-def _state_dtype(problem, y_treedef, y_avals, arg_avals):
+def _state_dtype(f, t0, y_treedef, y_avals, args_treedef, arg_avals):
     """``result_type(y0, f(t0, y0, args))``, as `sciml.solve` integrates in; float32/float64 only.
 
     Tracing ``f`` costs milliseconds, so the answer is kept per (f, avals): a repeated call with new
     values (a pipeline's loop) does not trace again.
     """
-    t_shape, t_dtype, t_weak, _ = _aval(problem.t0, False)  # a Python float is weak, as in jnp.asarray
-    key = (problem.f, y_treedef, y_avals, problem.args_treedef, arg_avals, (t_shape, t_dtype, t_weak))
+    key = (f, y_treedef, y_avals, args_treedef, arg_avals)
     try:
         return _state_dtype_cached(*key)
     except TypeError:  # an unhashable f or static arg: check this call only
@@ -261,14 +262,15 @@ def _state_dtype(problem, y_treedef, y_avals, arg_avals):
 
 
 @functools.lru_cache(maxsize=128)
-def _state_dtype_cached(f, y_treedef, y_avals, args_treedef, arg_avals, t_aval):
-    return _state_dtype_uncached(f, y_treedef, y_avals, args_treedef, arg_avals, t_aval)
+def _state_dtype_cached(f, y_treedef, y_avals, args_treedef, arg_avals):
+    return _state_dtype_uncached(f, y_treedef, y_avals, args_treedef, arg_avals)
 
 
-def _state_dtype_uncached(f, y_treedef, y_avals, args_treedef, arg_avals, t_aval):
+def _state_dtype_uncached(f, y_treedef, y_avals, args_treedef, arg_avals):
     y_struct = jax.tree_util.tree_unflatten(y_treedef, [jax.ShapeDtypeStruct(s, d) for s, d in y_avals])
     dynamic = _dynamic_structs(arg_avals)
-    t_struct = jax.ShapeDtypeStruct(*t_aval[:2], weak_type=t_aval[2])
+    # the field sees t in the state's real dtype (as in the XLA loop)
+    t_struct = jax.ShapeDtypeStruct((), jnp.zeros((), jnp.result_type(*[d for _, d in y_avals])).real.dtype)
 
     def rebuild(dyn):
         return _rebuild(args_treedef, arg_avals, dyn)
@@ -276,10 +278,7 @@ def _state_dtype_uncached(f, y_treedef, y_avals, args_treedef, arg_avals, t_aval
     def probe(t, y, dyn):
         return f(t, y, rebuild(dyn))
 
-    try:
-        out = jax.eval_shape(probe, t_struct, y_struct, dynamic)
-    except Exception as err:  # re-raised with the call that failed named
-        raise type(err)(f"calling `f(t0, y0, args)` for one trajectory failed: {err}") from err
+    out = jax.eval_shape(lambda t, y, dyn: probe_f(probe, t, y, dyn), t_struct, y_struct, dynamic)
     y_dtype = jnp.result_type(*[d for _, d in y_avals])
     dtype = np.dtype(jnp.result_type(y_dtype, *[o.dtype for o in jax.tree_util.tree_leaves(out)]))
     if dtype not in (np.float32, np.float64):
@@ -289,14 +288,16 @@ def _state_dtype_uncached(f, y_treedef, y_avals, args_treedef, arg_avals, t_aval
 
     def check(t, y, dyn):
         y_state = jax.tree_util.tree_map(lambda x: x.astype(dtype), y)
-        _check_f_output(lambda t_, y_, a_: f(t_, y_, rebuild(a_)), t, y_state, dyn, y, dtype)
+        check_f_output(lambda t_, y_, a_: f(t_.astype(dtype), y_, rebuild(a_)), t, y_state, dyn, y, dtype)
         return 0
 
     jax.eval_shape(check, t_struct, y_struct, dynamic)
     return dtype
 
 
-def _solution(launch: Launch, y_leaves, y_treedef, ts_user, direction, backend, convert, xp) -> EnsembleSolution:
+def _solution(launch: Launch, y_leaves, y_treedef, ts_user, direction, convert, xp) -> dict:
+    """The fields of an `sciml.ensemble.EnsembleSolution` from a finished launch (``convert`` makes the
+    arrays the caller's kind)."""
     N, n, m = launch.n_traj, launch.spec.n, launch.m
     t_final = launch.tout[:, 0] * launch.tout.dtype.type(direction)
     flat = launch.ys if m else launch.yf[:, None, :]
@@ -310,7 +311,7 @@ def _solution(launch: Launch, y_leaves, y_treedef, ts_user, direction, backend, 
 
     ts = t_final[:, None] if ts_user is None else xp.broadcast_to(xp.asarray(ts_user.astype(launch.tout.dtype)), (N, m))
     stats = {name: convert(launch.iout[:, k]) for k, name in enumerate(stat_names(launch.method)) if k}
-    return EnsembleSolution(
+    return dict(
         ts=convert(ts), ys=split(flat, (N, max(m, 1))), t_final=convert(t_final), y_final=split(launch.yf, (N,)),
-        status=convert(launch.iout[:, 0]), stats=stats, _last_dt=convert(launch.tout[:, 1]), backend=backend,
+        status=convert(launch.iout[:, 0]), stats=stats, _last_dt=convert(launch.tout[:, 1]),
         _max_steps=launch.max_steps)

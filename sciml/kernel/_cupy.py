@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sciml.ensemble._codegen import entry_parameters
-from sciml.ensemble._errors import BackendUnavailableError
-from sciml.ensemble._kernel import prepare_launch, source_for
+from sciml.kernel._codegen import entry_parameters
+from sciml.kernel._errors import BackendUnavailableError
+from sciml.kernel._launch import prepare_launch, source_for
 
 #: threads per block; the kernel keeps the whole state in registers, so blocks are kept small
 BLOCK = 128
@@ -53,11 +53,12 @@ def compiled_kernel(cupy, source: str):
     return _MODULES[key]
 
 
-def solve_cupy(problem):
+def solve_cupy(problem, options) -> dict:
+    """The fields of an ensemble's solution from the CUDA kernel (CuPy arrays for CuPy inputs, else JAX)."""
     cupy = cupy_or_error()
-    leaves = jax.tree_util.tree_leaves(problem.y0s)
+    leaves = jax.tree_util.tree_leaves(problem.y0)
     cupy_in = isinstance(leaves[0], cupy.ndarray)
-    launch, finish = prepare_launch(problem, cupy, lambda x: _to_cupy(cupy, x))
+    launch, finish = prepare_launch(problem, options, cupy, lambda x: _to_cupy(cupy, x))
     kernel = compiled_kernel(cupy, source_for(launch.spec, launch.method, "cuda"))
     block = min(BLOCK, int(kernel.max_threads_per_block))
     grid = (launch.n_traj + block - 1) // block
@@ -65,7 +66,7 @@ def solve_cupy(problem):
             for (ctype, _), v in zip(entry_parameters(launch.spec), launch.values())]
     if grid:
         kernel((grid,), (block,), tuple(args))
-    return finish("cupy", (lambda a: a) if cupy_in else _to_jax(cupy))
+    return finish((lambda a: a) if cupy_in else _to_jax(cupy))
 
 
 def _to_cupy(cupy, x):

@@ -22,7 +22,7 @@ import re
 import numpy as np
 from jax.extend import core as jcore
 
-from sciml.ensemble._ctypes import c_type, is_float, literal, math_fn
+from sciml.kernel._ctypes import c_type, is_float, literal, math_fn
 
 
 class UnsupportedPrimitiveError(NotImplementedError):

@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sciml.ensemble._codegen import Ctx, KernelMethod, arg_inputs, combine, lane_function, state
-from sciml.ensemble._translate import Translator
+from sciml.kernel._codegen import Ctx, KernelMethod, arg_inputs, combine, lane_function, state
+from sciml.kernel._translate import Translator
 
 
 def rosenbrock_kernel(solver) -> KernelMethod | None:

@@ -1,0 +1,85 @@
+"""The kernel run from the host (no XLA at all): what `sciml.solve_ivp` uses for calls with ``t_eval``,
+where a whole solve takes tens of microseconds and any per-call tracing would dominate."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from sciml.kernel._xla import controller_unserved, fall_back, solver_unserved, state_unserved
+
+#: per (options, shapes, dtypes): the first call's launch, whose kernel, layout and dtypes later calls
+#: reuse, so that they skip the checks of `f` and the lookups that cost more than a small solve
+_LAUNCHES: dict = {}
+#: the same keys, where translating or building failed: "auto" goes straight to the XLA loop for them
+_NO_KERNEL: set = set()
+
+
+def solve_on_host(problem, options):
+    """``{"ys", "scalars"}`` of a one-trajectory ``problem`` solved by the kernel on the host, or None
+    where the kernel does not serve it and ``options.backend`` is ``"auto"`` (``"c"`` raises why)."""
+    from sciml.kernel._build import run_c, run_launch
+    from sciml.kernel._codegen import stat_names
+    from sciml.kernel._launch import _aval, arg_inputs, host_tolerance, outputs, time_inputs
+
+    y0 = np.asarray(problem.y0)
+    reason = _unserved(problem, options, y0)
+    if reason:
+        if options.backend == "c":
+            raise ValueError(f"`backend=\"c\"` does not serve this call: {reason}. Use backend=\"jax\" (or "
+                             f"\"auto\", which picks it).")
+        return None
+    avals = tuple(_aval(x, False) for x in problem.args)
+    key = (options, y0.shape, y0.dtype.str, avals, len(problem.ts))
+    try:
+        template = _LAUNCHES.get(key)
+    except TypeError:  # an unhashable `fun` or argument: the full path, every call
+        key = template = None
+    if template is None:
+        if key is not None and key in _NO_KERNEL and options.backend == "auto":
+            return None
+        one = dataclasses.replace(problem, y0=y0[None])
+        try:
+            launch, _ = run_c(one, dataclasses.replace(options, batched=(False,) * len(problem.args)), "c-single")
+        except Exception as err:
+            if not fall_back(err, options.backend):
+                raise
+            if key is not None:
+                _NO_KERNEL.add(key)
+            return None
+        if key is not None:
+            if len(_LAUNCHES) >= 128:
+                _LAUNCHES.pop(next(iter(_LAUNCHES)))
+            _LAUNCHES[key] = launch
+    else:
+        spec, method = template.spec, template.method
+        real, n = spec.state_dtype, spec.n
+        ts_user = np.asarray(problem.ts)
+        tp, ts, m, _ = time_inputs(problem.t0, problem.t1, problem.dt0, options.max_step, ts_user, spec.time_dtype)
+        y_treedef, y_avals = jax.tree_util.tree_structure(y0), ((y0.shape, y0.dtype),)
+        tol = np.concatenate([host_tolerance(tol, name, y_treedef, y_avals, real, n)
+                              for tol, name in ((problem.rtol, "rtol"), (problem.atol, "atol"))])
+        launch = dataclasses.replace(
+            template, y0s=np.ascontiguousarray(y0[None], real),
+            args=arg_inputs(problem.args, avals, 1, np, np.asarray),
+            tp=tp, ts=ts, m=m, tol=tol, max_steps=options.max_steps, **outputs(spec, method, 1, m, np))
+        run_launch(launch, "c-single")
+    stats = dict(zip(stat_names(launch.method), launch.iout[0].tolist()))
+    direction = 1.0 if problem.t1 >= problem.t0 else -1.0
+    scalars = [stats["status"], launch.tout[0, 0] * direction, launch.tout[0, 1], 0, stats["nfev"],
+               stats.get("njev", 0), stats.get("nlu", 0)]
+    return {"ys": launch.ys[0], "scalars": np.asarray(scalars, np.float64)}
+
+
+def _unserved(problem, options, y0) -> str:
+    if problem.t0 == problem.t1:
+        return "it needs t0 != t1"
+    if options.mode == "dense":
+        return "it has no `dense_output`"
+    if options.mode != "ts":
+        return "it saves at the given times only (pass `t_eval=`)"
+    if options.events:
+        return "it has no `events`"
+    return state_unserved(y0.dtype) or solver_unserved(options.solver) or controller_unserved(options.controller)
