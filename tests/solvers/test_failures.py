@@ -307,7 +307,26 @@ BAD_INPUTS = {
     "max_steps float": (dict(max_steps=10.0), ValueError, ["positive int", "got 10.0"]),
     "rtol wrong tree": (dict(rtol=[1e-6, 1e-6]), ValueError, ["scalar or a pytree like `y0`"]),
     "events not Event": (dict(events=[lambda t, y, a: y[0]]), TypeError, [r"list of `sciml.Event`", "function"]),
+    "rtol wrong shape": (dict(rtol=jnp.ones(3)), ValueError, ["`rtol` has a leaf of shape", r"\(3,\)", r"\(2,\)"]),
+    "dt0 zero": (dict(dt0=0.0), ValueError, ["`dt0` must be a finite, nonzero", "None"]),
+    "dt0 NaN": (dict(dt0=float("nan")), ValueError, ["`dt0` must be a finite, nonzero", "nan"]),
+    "max_step zero": (dict(max_step=0.0), ValueError, ["`max_step` must be a positive number", "None"]),
+    "max_step negative": (dict(max_step=-0.1), ValueError, ["`max_step` must be a positive number", "-0.1"]),
+    "max_step NaN": (dict(max_step=float("nan")), ValueError, ["`max_step` must be a positive number", "nan"]),
+    "float16 state": (dict(y0=jnp.ones(2, jnp.float16)), TypeError, ["float16", "float32, float64", "astype"]),
+    "bfloat16 state": (dict(y0=jnp.ones(2, jnp.bfloat16)), TypeError, ["bfloat16", "float32, float64"]),
+    "solver as a string": (dict(solver="Tsit5"), TypeError, ["`solver` must be an object", "'Tsit5'",
+                                                             r"sciml.solvers.Tsit5\(\)"]),
+    "solver as a class": (dict(solver=S.Tsit5), TypeError, ["instance", r"solver=Tsit5\(\)"]),
+    "adjoint as a string": (dict(adjoint="direct"), TypeError, ["`adjoint` must be an object", "Auto"]),
+    "controller not one": (dict(controller=0.5), TypeError, ["`controller` must be a step-size controller"]),
+    "empty y0": (dict(y0=jnp.ones(0)), ValueError, ["no components"]),
 }
+
+
+def test_an_ensemble_of_no_trajectories_is_refused():
+    with pytest.raises(ValueError, match="`y0s` holds 0 trajectories"):
+        sciml.solve_ensemble(decay, jnp.ones((0, 2)), (0.0, 1.0), args=1.0)
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
