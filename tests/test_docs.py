@@ -71,3 +71,11 @@ def test_guide_examples_run(page):
         cwd=ROOT, capture_output=True, text=True, env=_environment(), timeout=600,
     )
     assert result.returncode == 0, f"an example in docs/{page.name} failed:\n{result.stderr}"
+
+
+def test_every_promise_in_reliability_md_names_a_test_that_exists():
+    """docs/reliability.md names the test behind each promise; a renamed or deleted test breaks it."""
+    named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", (ROOT / "docs" / "reliability.md").read_text())
+    assert len(named) >= 15
+    missing = [f"{path}::{name}" for path, name in named if f"def {name}(" not in (ROOT / path).read_text()]
+    assert missing == []
