@@ -226,6 +226,34 @@ def test_bad_inputs_raise_value_error_like_scipy(case):
         assert re.search(pattern, str(err.value)), str(err.value)
 
 
+@pytest.mark.parametrize("backend", ["auto", "c", "jax"])
+@pytest.mark.parametrize("max_steps", [0, -5])
+def test_max_steps_is_checked_the_same_on_every_path(backend, max_steps):
+    """The kernel path used to accept `max_steps=0` and `-5`, which the JAX path refused."""
+    with pytest.raises(ValueError, match=rf"`max_steps` must be a positive int; got {max_steps}"):
+        ours(t_eval=T_EVAL, backend=backend, max_steps=max_steps)
+
+
+def test_auto_falls_back_to_jax_when_the_compiler_fails(monkeypatch, tmp_path):
+    """One fallback rule for every front door: a compiler that fails makes "c" raise and "auto" run JAX."""
+    from sciml.kernel import _build, _xla
+
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("SCIML_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(_xla, "_UNAVAILABLE", [])
+    _build.compiler.cache_clear()
+    try:
+        fun = lambda t, y: -0.75 * y + 0.125  # noqa: E731  (a field no other test has built)
+        with pytest.raises(sciml.ensemble.CompilerNotFoundError):
+            sciml.solve_ivp(fun, (0.0, 1.0), [1.0], t_eval=[0.0, 1.0], backend="c")
+        res = sciml.solve_ivp(fun, (0.0, 1.0), [1.0], t_eval=[0.0, 1.0], rtol=1e-10, atol=1e-12)
+        exact = 0.125 / 0.75 + (1.0 - 0.125 / 0.75) * np.exp(-0.75)
+        assert res.success
+        np.testing.assert_allclose(res.y[0, -1], exact, rtol=1e-9)
+    finally:
+        _build.compiler.cache_clear()
+
+
 def test_infinite_t_span_is_refused():
     # scipy would integrate for ever
     with pytest.raises(ValueError, match=r"`t_span` must be finite; got \(0.0, inf\)"):
