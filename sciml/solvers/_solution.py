@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sciml._validate import concrete
 from sciml.solvers._base import evaluate_dense
 from sciml.solvers._status import Outcome, Status
 
@@ -81,7 +82,7 @@ class Solution(Outcome):
         dtype = self._dense_t.dtype
         s = (t * self._time_sign).astype(dtype)  # forward time, where the steps are recorded
         inside = (s >= self._dense_t[0]) & (s <= (self.t_final * self._time_sign).astype(dtype))
-        known = _concrete(inside)
+        known = concrete(inside)
         if known is not None and not known.all():
             self._outside(np.asarray(t), known)
         flat = evaluate_dense(self._dense_t, self._dense_dt, self._dense_coeffs, self._n_steps, s)
@@ -101,14 +102,6 @@ class Solution(Outcome):
         raise ValueError(f"`sol.evaluate(t)`: {where}={t[first]!s} is outside the solved span from t0={t0!s} "
                          f"to t_final={t_final!s} ({why}); the dense output is not extrapolated. Evaluate inside "
                          f"the span (its ends included), {fix}.")
-
-
-def _concrete(x):
-    """``x`` as a NumPy array, or None when it is traced."""
-    try:
-        return np.asarray(x)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return None
 
 
 def unflatten_batched(unflatten, flat, nbatch: int):
