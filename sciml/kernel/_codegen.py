@@ -2,11 +2,11 @@
 many blocks.
 
 The integration loop here is `sciml.solvers._loop.integrate` restated in C per trajectory: the same
-first step (Hairer's guess), the same snapping of the last step onto ``t1``, PI controller, Hairer's
-error norm, dense output at save points and status codes, so a kernel solve agrees with `sciml.solve`
-to rounding. The method itself (`KernelMethod`: explicit RK, Rosenbrock) supplies the step, its error
-estimate and its dense output. State lives in small local arrays indexed by constants, which GPU
-compilers keep in registers.
+first step (Hairer's guess), the same snapping of the last step onto ``t1``, the same step-size
+controller (`_kernel_control.py`), Hairer's error norm, dense output at save points and status codes,
+so a kernel solve agrees with `sciml.solve` to rounding. The method itself (`KernelMethod`: explicit
+RK, Rosenbrock) supplies the step, its error estimate and its dense output. State lives in small local
+arrays indexed by constants, which GPU compilers keep in registers.
 
 A block holds ``SCIML_LANES`` trajectories, every per-trajectory value an array over the lanes and
 every statement a loop over them: on the CPU (8 lanes) the compiler turns those loops into SIMD
@@ -20,12 +20,14 @@ infinity/NaN) and the entry point.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
 from sciml.kernel._ctypes import PRELUDES, TARGETS, c_type, literal, math_fn
+from sciml.kernel._kernel_control import kernel_controller
 from sciml.kernel._translate import Translator
-from sciml.solvers._control import PIController
+from sciml.solvers._control import guess_order
 from sciml.solvers._status import Status
 
 #: trajectories per block on the CPU (a SIMD vector of float64 with AVX-512; two with AVX2)
@@ -59,7 +61,8 @@ class KernelSpec:
 
     ``rhs`` is the closed jaxpr of ``(t, y, *args) -> dy`` for one trajectory (``y``, ``dy``: ``(n,)``
     in ``state_dtype``, ``t`` in ``time_dtype``); ``jac`` that of ``(t, y, *args) -> (df/dy, df/dt)``
-    for methods that need a Jacobian.
+    for methods that need a Jacobian. ``controller`` is the step-size controller (``dtmax=None``: the
+    largest step is an input of the kernel, not part of its source).
     """
 
     rhs: object
@@ -70,6 +73,7 @@ class KernelSpec:
     save: bool            # write the state at the shared save times (else only the final state)
     adaptive: bool
     auto_dt0: bool
+    controller: Any
     jac: object = None
 
 
@@ -189,7 +193,7 @@ def kernel_body(spec: KernelSpec, method: KernelMethod) -> str:
     if spec.adaptive:
         parts.append(_error_norm(ctx))
     if spec.auto_dt0:
-        parts.append(_initial_step(ctx, method.error_order or method.order + 1))
+        parts.append(_initial_step(ctx, guess_order(method, spec.controller)))
     parts += method.helpers(ctx)
     parts.append(_trajectory(spec, method, ctx))
     return "\n".join(parts) + "\n"
@@ -258,7 +262,7 @@ def _error_norm(ctx: Ctx) -> str:
         "norm[l] = isfinite(value) ? value : (sciml_real)SCIML_INF;"])
 
 
-def _initial_step(ctx: Ctx, error_order: int) -> str:
+def _initial_step(ctx: Ctx, error_order: float) -> str:
     """Hairer's initial step, as `sciml.solvers._control.initial_step` (one evaluation of f)."""
     R, n, rf = ctx.R, ctx.n, ctx.rf
 
@@ -308,21 +312,12 @@ def _load_args(spec: KernelSpec, ctx: Ctx) -> list[str]:
 
 
 def _controller(ctx: Ctx, method: KernelMethod) -> list[str]:
-    """PI step-size control, as `sciml.solvers._control.PIController.adapt` (its default constants)."""
-    R, rf = ctx.R, ctx.rf
-    eo, pi = method.error_order, PIController()
+    """Step-size control, as the XLA loop's ``controller.adapt`` followed by its clipping: ``accept``,
+    ``dt_next`` and ``nonfinite`` of every lane."""
+    control = kernel_controller(ctx.spec.controller)
     return ctx.lanes(
-        f"accept[l] = err[l] <= {R(1)};",
-        f"const sciml_real safe_err = err[l] > {R(0)} ? err[l] : {R(1)};",
         "sciml_real factor;",
-        "if (accept[l]) {  /* only the factor that is used is computed: pow is the costliest call here */",
-        f"    factor = err[l] > {R(0)} ? {R(pi.safety)} * {rf('pow')}(safe_err, {R(-(1.0 / eo - 0.75 * pi.beta))})"
-        f" * {rf('pow')}(err_prev[l], {R(pi.beta)}) : {R(pi.factormax)};",
-        f"    factor = SCIML_MIN(SCIML_MAX(factor, {R(pi.factormin)}), rejected[l] ? {R(1)} : {R(pi.factormax)});",
-        "} else {",
-        f"    factor = isfinite(err[l]) ? SCIML_MIN(SCIML_MAX({R(pi.safety)} * {rf('pow')}(safe_err, "
-        f"{R(-1.0 / eo)}), {R(pi.factormin)}), {R(pi.safety)}) : {R(pi.factormin)};",
-        "}",
+        *control.adapt(ctx, method.error_order),
         "dt_next[l] = SCIML_MIN(hs[l] * (sciml_time)factor, dtmax);",
         "if (accept[l] && last[l]) dt_next[l] = SCIML_MAX(dt_next[l], dt[l]);",
         "nonfinite[l] = !isfinite(err[l]);")
@@ -353,7 +348,7 @@ def _save(ctx: Ctx, method: KernelMethod) -> list[str]:
 def _trajectory(spec: KernelSpec, method: KernelMethod, ctx: Ctx) -> str:
     """``sciml_block(i0, ...)``: the integration loop of `sciml.solvers._loop.integrate` for the
     trajectories ``i0 .. i0 + SCIML_LANES - 1`` (lanes past ``n_traj`` are idle)."""
-    n, R, T = spec.n, ctx.R, ctx.T
+    n, T = spec.n, ctx.T
     eps = float(np.finfo(spec.time_dtype).eps)
     params = ", ".join(f"{t} SCIML_RESTRICT {name}" if t.endswith("*") else f"const {t} {name}"
                        for t, name in entry_parameters(spec))
@@ -377,8 +372,9 @@ def _trajectory(spec: KernelSpec, method: KernelMethod, ctx: Ctx) -> str:
           "nonfinite[SCIML_LANES];",
           "long long n_attempt[SCIML_LANES], n_accept[SCIML_LANES], n_dense[SCIML_LANES];",
           f"const sciml_time snap = {T(64 * eps)} * SCIML_MAX({ctx.tf('fabs')}(s0), {ctx.tf('fabs')}(s1));"]
-    if spec.adaptive:
-        b += ["sciml_real err[SCIML_LANES], err_prev[SCIML_LANES];", "int rejected[SCIML_LANES];"]
+    control = kernel_controller(spec.controller) if spec.adaptive else None
+    if control is not None:
+        b += ["sciml_real err[SCIML_LANES];"] + control.declarations()
     if spec.save:
         b += ["int need[SCIML_LANES];", "long long save[SCIML_LANES];", "sciml_real* out[SCIML_LANES];"]
     b += lanes(f"for (int j = 0; j < {n}; ++j) y[j][l] = y0s[idx[l] * {n} + j];", "t[l] = s0;")
@@ -391,7 +387,7 @@ def _trajectory(spec: KernelSpec, method: KernelMethod, ctx: Ctx) -> str:
                f"for (int j = 0; j < {n}; ++j) if (live[l] && !(isfinite(y[j][l]) && isfinite(f0[j][l]))) "
                f"status[l] = {int(Status.NONFINITE)};",
                "n_attempt[l] = 0; n_accept[l] = 0; n_dense[l] = 0;",
-               *([f"err_prev[l] = {R(1e-4)}; rejected[l] = 0;"] if spec.adaptive else []))
+               *(control.init(ctx) if control is not None else []))
     if spec.save:
         b += lanes("save[l] = 0;",
                    f"out[l] = ys + idx[l] * m * {n};",
@@ -422,11 +418,9 @@ def _trajectory(spec: KernelSpec, method: KernelMethod, ctx: Ctx) -> str:
     update = ["if (!active[l]) continue;",
               f"if (accept[l]) for (int j = 0; j < {n}; ++j) if (!isfinite({f1}[j][l])) "
               f"status[l] = {int(Status.NONFINITE)};"]
-    if spec.adaptive:
+    if control is not None:
         update += [f"if (!accept[l] && t[l] + dt_next[l] <= t[l]) status[l] = nonfinite[l] ? "
-                   f"{int(Status.NONFINITE)} : {int(Status.DT_UNDERFLOW)};",
-                   f"if (accept[l]) err_prev[l] = SCIML_MAX(err[l], {R(1e-4)});",
-                   "rejected[l] = !accept[l];"]
+                   f"{int(Status.NONFINITE)} : {int(Status.DT_UNDERFLOW)};", *control.update(ctx)]
     else:
         update.append(f"if (nonfinite[l]) status[l] = {int(Status.NONFINITE)};")
     update += ["++n_attempt[l];",

@@ -23,6 +23,7 @@ from sciml._validate import time_dtype as time_dtype_of
 from sciml.kernel._codegen import (ArgSpec, KernelMethod, KernelSpec, entry_parameters, kernel_source,
                                      stat_names)
 from sciml.kernel._ctypes import UnsupportedDtypeError
+from sciml.kernel._kernel_control import kernel_controller
 from sciml.kernel._kernel_rk import ExplicitRKKernel
 from sciml.kernel._kernel_rosenbrock import rosenbrock_kernel
 from sciml.solvers._explicit_rk import ExplicitRK
@@ -55,6 +56,15 @@ class _Static:
     save: bool
     adaptive: bool
     auto_dt0: bool
+    controller: Any           # with ``dtmax=None`` (see `kernel_static_controller`)
+
+
+def kernel_static_controller(controller):
+    """``controller`` as the kernel's source depends on it: the largest step (``dtmax``) is an input of
+    the kernel, so solves differing only in ``max_step`` share one build. Raises for a controller the
+    kernel does not run."""
+    kernel_controller(controller)
+    return dataclasses.replace(controller, dtmax=None)
 
 
 def _aval(x, batched: bool):
@@ -113,7 +123,7 @@ def _spec_uncached(static: _Static) -> tuple[KernelSpec, KernelMethod]:
                  for a in static.arg_avals if a[0] != "static")
     spec = KernelSpec(rhs=closed, n=int(y_flat.shape[0]), state_dtype=static.state_dtype,
                       time_dtype=static.time_dtype, args=args, save=static.save, adaptive=static.adaptive,
-                      auto_dt0=static.auto_dt0, jac=jac)
+                      auto_dt0=static.auto_dt0, controller=static.controller, jac=jac)
     return spec, method
 
 
@@ -179,7 +189,8 @@ def prepare_launch(problem: Problem, options: Options, xp, to_xp: Callable) -> t
     time_dtype = np.dtype(time_dtype_of(problem.t0, problem.t1, problem.ts, real))
     static = _Static(f=options.f, y_treedef=y_treedef, y_avals=y_avals, args_treedef=static_args.treedef,
                      arg_avals=arg_avals, solver=options.solver, state_dtype=real, time_dtype=time_dtype,
-                     save=problem.ts is not None, adaptive=options.adaptive, auto_dt0=options.auto_dt0)
+                     save=problem.ts is not None, adaptive=options.adaptive, auto_dt0=options.auto_dt0,
+                     controller=kernel_static_controller(options.controller))
     spec, method = _spec(static)
     n, N = spec.n, problem.n_traj
 

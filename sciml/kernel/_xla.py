@@ -9,7 +9,6 @@ value-only call costs the kernel's solve, and a differentiated one what it cost 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 from typing import NamedTuple
@@ -49,11 +48,14 @@ def unserved(options) -> str:
 
 
 def controller_unserved(controller) -> str:
-    """Why the kernel cannot run ``controller`` (empty when it can)."""
-    from sciml.solvers._control import PIController
+    """Why the kernel cannot run ``controller`` (empty when it can): it runs sciml's own controllers,
+    not a user-defined one."""
+    from sciml.kernel._kernel_control import kernel_controller
 
-    if type(controller) is not PIController or dataclasses.replace(controller, dtmax=None) != PIController():
-        return f"it runs the default `PIController()` step control, not {controller!r}"
+    try:
+        kernel_controller(controller)
+    except ValueError:
+        return f"it runs `PIController`, `IController` and `PIDController`, not {controller!r}"
     return ""
 
 
@@ -212,7 +214,7 @@ def _spec(options, p):
     direction of integration itself: a traced direction closed over by the loop's forward-time field
     could not become C), translated from its jaxpr."""
     from sciml._flat import flatten
-    from sciml.kernel._launch import _aval, _Static, _spec_uncached
+    from sciml.kernel._launch import _aval, _Static, _spec_uncached, kernel_static_controller
 
     leaves, treedef = jax.tree_util.tree_flatten(p.args)
     kernel_static = _Static(
@@ -220,5 +222,6 @@ def _spec(options, p):
         y_avals=((tuple(p.y0.shape), np.dtype(p.y0.dtype)),), args_treedef=treedef,
         arg_avals=tuple(_aval(x, False) for x in leaves), solver=options.solver,
         state_dtype=np.dtype(p.y0.dtype), time_dtype=np.dtype(p.time_dtype), save=p.s_ts.shape[0] > 0,
-        adaptive=options.adaptive, auto_dt0=options.auto_dt0)
+        adaptive=options.adaptive, auto_dt0=options.auto_dt0,
+        controller=kernel_static_controller(options.controller))
     return _spec_uncached(kernel_static)

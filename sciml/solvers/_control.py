@@ -53,8 +53,9 @@ def initial_step(f, t0, y0, f0, rtol, atol, error_order: int, time_dtype, max_dt
 
 
 def guess_order(solver, controller) -> float:
-    """The error order the initial-step guess uses: the controller's where it states one (a
-    `PIDController` reproducing diffrax's steps), else the solver's."""
+    """The error order the initial-step guess uses: the controller's where it states one
+    (``PIDController(error_order=...)``), else the solver's. The kernel asks with its counterpart of
+    the solver (the same ``error_order`` and ``order``), so both loops make the same first guess."""
     return getattr(controller, "error_order", None) or solver.error_order or solver.order + 1
 
 
@@ -130,8 +131,18 @@ class PIDController:
 
     A step is accepted when ``err < 1``; an accepted step never shrinks the next one. Defaults
     (``pcoeff=0, icoeff=1, dcoeff=0``) are diffrax's default, an integral controller. ``error_order``
-    overrides the solver's (diffrax uses the method's order + 1, e.g. 6 for Tsit5, where sciml's
-    solvers state the order of their error estimate, 5).
+    overrides the solver's ``error_order`` (for the step control and the first-step guess); the
+    solvers' own are diffrax's (Tsit5, Dopri5: 5; Bosh3: 3; Dopri8: 8).
+
+    To take diffrax's step sequence exactly (equal accepted and rejected counts, step times equal up
+    to the rounding of the error estimate), give the solve the same solver, tolerances and
+    coefficients, leave ``error_order`` unset, and pass ``dt0=0.01``: diffrax 0.7 starts every ODE
+    solve with a step of 0.01 when ``dt0=None`` (its Hairer guess only runs for a bare ``ODETerm``,
+    and ``diffeqsolve`` wraps the term before asking). ``diffrax.PIDController(rtol=1e-6, atol=1e-6,
+    pcoeff=0.3, icoeff=0.4)`` with ``diffrax.Tsit5()`` is::
+
+        sciml.solve(f, y0, t_span, args, rtol=1e-6, atol=1e-6, dt0=0.01,
+                    controller=PIDController(pcoeff=0.3, icoeff=0.4))
 
     Example:
         >>> import jax.numpy as jnp, sciml
@@ -161,12 +172,17 @@ class PIDController:
         one = jnp.ones((), real_dtype)
         return PIDState(one, one)
 
+    def exponents(self, error_order: float) -> tuple[float, float, float]:
+        """The powers of the inverse error norms of this step, the last accepted one and the one before."""
+        k = error_order
+        return (self.icoeff + self.pcoeff + self.dcoeff) / k, -(self.pcoeff + 2 * self.dcoeff) / k, self.dcoeff / k
+
     def adapt(self, err, dt, error_order: int, state: PIDState):
         """Return ``(accept, dt_next, state)`` from the error norm ``err`` of a step of size ``dt``."""
         k = self.error_order if self.error_order is not None else error_order
         accept = err < 1.0
         inv = 1.0 / err
-        c1, c2, c3 = (self.icoeff + self.pcoeff + self.dcoeff) / k, -(self.pcoeff + 2 * self.dcoeff) / k, self.dcoeff / k
+        c1, c2, c3 = self.exponents(k)
         factor = self.safety * _power(inv, c1) * _power(state.prev_inv, c2) * _power(state.prev_prev_inv, c3)
         factor = jnp.clip(factor, jnp.where(accept, 1.0, self.factormin), jnp.where(accept, self.factormax, self.safety))
         factor = jnp.where(jnp.isnan(factor), self.factormin, factor)
