@@ -26,7 +26,7 @@ __all__ = ["single_shooting", "multiple_shooting", "collocation", "smooth", "seg
 
 
 def single_shooting(f: Callable, params: Any, ts, ys, y0=None, *, solver=None, adjoint=None,
-                    rtol=1e-6, atol=1e-6, max_steps: int = 4096) -> jax.Array:
+                    rtol=1e-6, atol=1e-6, max_steps: int = 4096, controller=None) -> jax.Array:
     """Mean squared error of ``y(ts)`` solved from ``y0`` against the data ``ys``.
 
     Args:
@@ -41,6 +41,7 @@ def single_shooting(f: Callable, params: Any, ts, ys, y0=None, *, solver=None, a
         rtol: relative tolerance of the solve.
         atol: absolute tolerance of the solve.
         max_steps: bound on step attempts; more make the loss NaN.
+        controller: the step-size controller, as for :func:`sciml.solve`.
 
     Returns:
         A scalar in the dtype of the solution.
@@ -59,7 +60,7 @@ def single_shooting(f: Callable, params: Any, ts, ys, y0=None, *, solver=None, a
     _check_data(ts, ys, "single_shooting")
     y0 = ys[0] if y0 is None else y0
     sol = solve(f, y0, (ts[0], ts[-1]), args=params, saveat=ts, solver=solver, adjoint=adjoint, rtol=rtol,
-                atol=atol, max_steps=max_steps, throw=False)
+                atol=atol, max_steps=max_steps, controller=controller, throw=False)
     return jnp.mean(jnp.abs(sol.ys - ys) ** 2)
 
 
@@ -86,7 +87,7 @@ def segments(m: int, group_size: int) -> np.ndarray:
 
 def multiple_shooting(f: Callable, params: Any, ts, ys, group_size: int, *, continuity: float = 100.0,
                       nodes=None, solver=None, adjoint=None, rtol=1e-6, atol=1e-6,
-                      max_steps: int = 4096) -> jax.Array:
+                      max_steps: int = 4096, controller=None) -> jax.Array:
     """Multiple shooting: fit short segments, each solved from its own start, and penalise the jumps.
 
     The record is cut into segments of ``group_size`` points (see :func:`segments`), all solved in one
@@ -109,6 +110,7 @@ def multiple_shooting(f: Callable, params: Any, ts, ys, group_size: int, *, cont
         rtol: relative tolerance of the solves.
         atol: absolute tolerance of the solves.
         max_steps: bound on step attempts per segment.
+        controller: the step-size controller, as for :func:`sciml.solve`.
 
     Example:
         >>> import jax.numpy as jnp, sciml
@@ -136,7 +138,7 @@ def multiple_shooting(f: Callable, params: Any, ts, ys, group_size: int, *, cont
 
     def one(y0, t):
         sol = solve(f, y0, (t[0], t[-1]), args=params, saveat=t, solver=solver, adjoint=adjoint, rtol=rtol,
-                    atol=atol, max_steps=max_steps, throw=False)
+                    atol=atol, max_steps=max_steps, controller=controller, throw=False)
         return sol.ys
 
     pred = jax.vmap(one)(y0s, seg_ts)

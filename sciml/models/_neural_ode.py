@@ -38,6 +38,8 @@ class NeuralODE(Layer):
         model: the vector field, a :class:`sciml.layers.Layer` mapping ``n + augment`` features to as many.
         t_span: ``(t0, t1)``, the interval the forward pass integrates over.
         solver: a solver from ``sciml.solvers`` (default ``Tsit5()``).
+        controller: a step-size controller from ``sciml.solvers`` (default ``PIController()``; see
+            :func:`sciml.solve`). Saved with the model by :func:`sciml.save`.
         adjoint: a sensitivity method from ``sciml.adjoints`` (default ``Auto()``).
         saveat: times inside ``t_span`` at which to return the state, or ``None`` for ``y(t1)`` only.
         augment: number of zero-initialised extra state dimensions.
@@ -70,6 +72,7 @@ class NeuralODE(Layer):
     rtol: float = 1e-6
     atol: float = 1e-6
     max_steps: int = 10_000
+    controller: Any = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -106,8 +109,8 @@ class NeuralODE(Layer):
     def solve(self, params, x, t_span=None, saveat=None, **options):
         """The full :class:`sciml.Solution` from ``x`` (``t_span``/``saveat`` default to the layer's).
 
-        ``options`` go to :func:`sciml.solve` and override the layer's ``solver``, ``adjoint``,
-        ``rtol``, ``atol`` and ``max_steps`` (e.g. ``throw=False``).
+        ``options`` go to :func:`sciml.solve` and override the layer's ``solver``, ``controller``,
+        ``adjoint``, ``rtol``, ``atol`` and ``max_steps`` (e.g. ``throw=False``).
         """
         from sciml._solve import solve
 
@@ -116,8 +119,8 @@ class NeuralODE(Layer):
         saveat = self.saveat if saveat is None else saveat
         if saveat is not None and not isinstance(saveat, str):
             saveat = np.asarray(saveat, real) if not hasattr(saveat, "aval") else saveat
-        settings = dict(solver=self.solver, adjoint=self.adjoint, rtol=self.rtol, atol=self.atol,
-                        max_steps=self.max_steps)
+        settings = dict(solver=self.solver, controller=self.controller, adjoint=self.adjoint, rtol=self.rtol,
+                        atol=self.atol, max_steps=self.max_steps)
         settings.update(options)
         return solve(self.vector_field, y0, self.t_span if t_span is None else t_span, args=params,
                      saveat=saveat, **settings)
@@ -132,17 +135,22 @@ class NeuralODE(Layer):
         return f"NeuralODE(t_span={self.t_span}{extra})"
 
     def to_config(self) -> dict:
-        config = super(NeuralODE, dataclasses.replace(self, solver=None, adjoint=None)).to_config()
-        config["fields"]["solver"] = encode_strategy(self.solver, "solver")
-        config["fields"]["adjoint"] = encode_strategy(self.adjoint, "adjoint")
+        strategies = {name: None for name in _STRATEGIES}
+        config = super(NeuralODE, dataclasses.replace(self, **strategies)).to_config()
+        for name in _STRATEGIES:
+            config["fields"][name] = encode_strategy(getattr(self, name), name)
         return config
 
     @classmethod
     def from_fields(cls, fields):
         fields = dict(fields)
-        fields["solver"] = decode_strategy(fields.get("solver"), "solver")
-        fields["adjoint"] = decode_strategy(fields.get("adjoint"), "adjoint")
+        for name in _STRATEGIES:
+            fields[name] = decode_strategy(fields.get(name), name)
         return cls(**fields)
+
+
+#: the fields of a `NeuralODE` that hold a solver, a step-size controller or an adjoint (saved by name)
+_STRATEGIES = ("solver", "controller", "adjoint")
 
 
 def check_field_model(model, call: str, state: str) -> None:

@@ -1,8 +1,10 @@
-"""Solvers and adjoints as JSON: how a model that holds them is described for `sciml.save`.
+"""Solvers, step-size controllers and adjoints as JSON: how a model that holds them is described for
+`sciml.save`.
 
-A solver or adjoint is a frozen dataclass of plain options, so it is written as its class name and
-fields, ``("Tsit5", ())`` or ``("Direct", (("checkpoints", 8),))``, and rebuilt by looking the name up
-in ``sciml.solvers`` or ``sciml.adjoints`` (nothing is imported by name).
+Each is a frozen dataclass of plain options, so it is written as its class name and fields,
+``("Tsit5", ())``, ``("PIDController", (("pcoeff", 0.3), ...))`` or ``("Direct", (("checkpoints", 8),))``,
+and rebuilt by looking the name up in ``sciml.solvers`` or ``sciml.adjoints`` (nothing is imported by
+name).
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ def _namespace(kind: str):
 
     if kind == "solver":
         return solvers, solvers.AbstractSolver
+    if kind == "controller":
+        return solvers, (solvers.PIController, solvers.PIDController)
     return adjoints, adjoints.AbstractAdjoint
 
 
 def encode_strategy(obj: Any, kind: str) -> Any:
-    """The JSON description of a solver or adjoint (``None`` stays ``None``, meaning the default)."""
+    """The JSON description of a solver, controller or adjoint (``None`` stays ``None``, meaning the
+    default)."""
     if obj is None:
         return None
     module, base = _namespace(kind)

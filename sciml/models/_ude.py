@@ -81,7 +81,9 @@ class UDE:
         return self.combine(known, learned)
 
     def solve(self, params, y0, t_span, **options):
-        """``sciml.solve(self, y0, t_span, args=params, **options)``."""
+        """``sciml.solve(self, y0, t_span, args=params, **options)``: any option of :func:`sciml.solve`
+        (``solver=``, ``controller=``, ``adjoint=``, ...). The losses of ``sciml.losses`` take the same
+        ``solver``, ``controller`` and ``adjoint`` for training."""
         from sciml._solve import solve
 
         return solve(self, y0, t_span, args=params, **options)

@@ -139,3 +139,28 @@ def test_training_keeps_the_dtype_end_to_end(dtype):
     assert all(leaf.dtype == dtype for leaf in jax.tree_util.tree_leaves(result.opt_state)
                if jnp.issubdtype(leaf.dtype, jnp.floating))
     assert result.losses[-1] < 0.1 * result.losses[0]
+
+
+def _counts(sol):
+    return {name: int(v) for name, v in sol.stats.items()}
+
+
+def test_a_controller_is_used_and_saved_with_the_layer(tmp_path):
+    pid = S.PIDController(pcoeff=0.3, icoeff=0.4)
+    node, params = linear_node(jnp.float64, controller=pid)
+    x = jnp.array([1.0, -0.5])
+    sol = node.solve(params, x)
+    direct = sciml.solve(node.vector_field, x, node.t_span, args=params, rtol=1e-10, atol=1e-10, controller=pid)
+    assert _counts(sol) == _counts(direct) != _counts(linear_node(jnp.float64)[0].solve(params, x))
+    np.testing.assert_allclose(sol.ys[-1], exact(x, 1.0), rtol=1e-8)
+
+    path = tmp_path / "node.safetensors"
+    sciml.save(path, params, model=node)
+    _, loaded = sciml.load(path)
+    assert loaded == node and loaded.controller == pid
+
+    class Mine(S.PIController):
+        pass
+
+    with pytest.raises(ValueError, match=r"the controller .*Mine\(.*\) is not one of `sciml.solvers`.*built-in"):
+        sciml.save(tmp_path / "mine.safetensors", params, model=sciml.NeuralODE(node.model, controller=Mine()))

@@ -93,3 +93,17 @@ def test_bad_constructions_are_refused():
         sciml.UDE(decay, L.BatchNorm(2))
     with pytest.raises(TypeError, match="physics"):
         sciml.UDE(decay, L.Dense(2, 2), physics={"k": "fast"})
+
+
+def test_solve_and_the_losses_take_a_controller():
+    params = UDE.init(jax.random.key(0), jnp.float64)
+    ts = jnp.linspace(0.0, 2.0, 5)
+    pid = S.PIDController(pcoeff=0.3, icoeff=0.4)
+    sol = UDE.solve(params, jnp.ones(2), (0.0, 2.0), saveat=ts, controller=pid)
+    direct = sciml.solve(UDE, jnp.ones(2), (0.0, 2.0), args=params, saveat=ts, controller=pid)
+    default = UDE.solve(params, jnp.ones(2), (0.0, 2.0), saveat=ts)
+    counts = [{name: int(v) for name, v in s.stats.items()} for s in (sol, direct, default)]
+    assert counts[0] == counts[1] != counts[2]
+    data = jnp.zeros((5, 2)).at[0].set(1.0)
+    loss = sciml.losses.single_shooting(UDE, params, ts, data, controller=pid)
+    np.testing.assert_allclose(loss, jnp.mean((sol.ys - data) ** 2), rtol=1e-15)
