@@ -8,7 +8,7 @@ to the time resolution of the time dtype. A terminal event ends the solve there.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
