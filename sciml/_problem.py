@@ -13,6 +13,7 @@ cache of) the compiled program. An ensemble is the same problem with a leading t
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
@@ -100,6 +101,26 @@ class Problem:
         return int(jax.tree_util.tree_leaves(self.y0)[0].shape[0])
 
 
+class _Defaults:
+    """The default solver, adjoint and controller: frozen objects, made once (per call they would cost
+    more than the rest of a small `solve_ivp`)."""
+
+    @functools.cached_property
+    def solver(self):
+        from sciml.solvers import Tsit5
+        return Tsit5()
+
+    @functools.cached_property
+    def adjoint(self):
+        from sciml.adjoints import Auto
+        return Auto()
+
+    controller = PIController()
+
+
+_DEFAULTS = _Defaults()
+
+
 def prepare(f: Callable, y0, t_span, args=None, *, solver=None, saveat=None, rtol=1e-6, atol=1e-6, dt0=None,
             max_steps: int = 100_000, adjoint=None, events=None, adaptive: bool = True, max_step=None,
             event_records: int = 1, jac=None, backend: str = "auto", controller=None, ensemble: bool = False,
@@ -111,12 +132,9 @@ def prepare(f: Callable, y0, t_span, args=None, *, solver=None, saveat=None, rto
     ``args_axes`` (like `jax.vmap`'s ``in_axes``) marks with 0. ``zero_span`` accepts ``t0 == t1``
     (scipy's `solve_ivp` returns ``y0`` there).
     """
-    from sciml.adjoints import Auto
-    from sciml.solvers import Tsit5
-
-    solver = Tsit5() if solver is None else solver
-    adjoint = Auto() if adjoint is None else adjoint
-    controller = PIController() if controller is None else controller
+    solver = _DEFAULTS.solver if solver is None else solver
+    adjoint = _DEFAULTS.adjoint if adjoint is None else adjoint
+    controller = _DEFAULTS.controller if controller is None else controller
     V.check_static(f, y0, t_span, args, saveat, solver, adjoint, controller, max_steps, adaptive, dt0, events,
                    max_step, event_records, backend, names, ensemble)
     V.check_jac(jac, y0, solver)

@@ -9,6 +9,7 @@ Traced values cannot be checked here; `saveat_status` checks save times inside t
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -97,19 +98,20 @@ def _check_state(y0, names: Names, ensemble: bool):
     if not leaves:
         raise ValueError(f"`{names.y0}` has no arrays; pass the initial state as an array or a pytree of arrays.")
     for leaf in leaves:
-        dtype = np.dtype(jnp.result_type(leaf))
+        dtype = np.dtype(leaf.dtype) if hasattr(leaf, "dtype") else np.dtype(jnp.result_type(leaf))
+        if dtype in STATE_DTYPES:
+            continue
         if not jnp.issubdtype(dtype, jnp.inexact):
             raise TypeError(
                 f"`{names.y0}` has a leaf of dtype {dtype.name}; ODE states must be floating or complex. "
                 f"Convert it explicitly, e.g. `jnp.asarray({names.y0}, jnp.float64)`.")
-        if dtype not in STATE_DTYPES:
-            raise TypeError(
-                f"`{names.y0}` has dtype {dtype.name}; the solvers integrate float32, float64, complex64 or "
-                f"complex128 (a {dtype.name} step-size control would stall on its {np.finfo(dtype).bits}-bit "
-                f"rounding). Convert it, e.g. `{names.y0}.astype(jnp.float32)`.")
+        raise TypeError(
+            f"`{names.y0}` has dtype {dtype.name}; the solvers integrate float32, float64, complex64 or "
+            f"complex128 (a {dtype.name} step-size control would stall on its {np.finfo(dtype).bits}-bit "
+            f"rounding). Convert it, e.g. `{names.y0}.astype(jnp.float32)`.")
     if ensemble:
         n_trajectories(y0, names)
-    sizes = [int(np.prod(np.shape(x)[1:] if ensemble else np.shape(x), dtype=np.int64)) for x in leaves]
+    sizes = [math.prod(np.shape(x)[1:] if ensemble else np.shape(x)) for x in leaves]
     if sum(sizes) == 0:
         raise ValueError(f"`{names.y0}` has no components (shapes {[np.shape(x) for x in leaves]}); an ODE needs "
                          f"at least one.")
@@ -198,6 +200,8 @@ def check_jac(jac, y0, solver):
 
 def concrete(x):
     """``x`` as a NumPy array, or None when it is traced."""
+    if isinstance(x, (int, float, np.ndarray, np.generic)):
+        return np.asarray(x)
     try:
         return np.asarray(x)
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
@@ -206,34 +210,51 @@ def concrete(x):
 
 def check_values(t0, t1, y0, ts, rtol, atol, dt0, names: Names = SOLVE, ensemble: bool = False,
                  zero_span: bool = False):
-    """Value checks on the inputs that are concrete (traced values are checked in the program)."""
+    """Value checks on the inputs that are concrete (traced values are checked in the program).
+
+    `sciml.solve_ivp` calls this on every call of a pipeline's loop, where a whole kernel solve takes
+    tens of microseconds: the common cases (Python floats, NumPy arrays) take the cheap paths."""
     t0c, t1c = concrete(t0), concrete(t1)
     if t0c is not None and t1c is not None:
-        if not (np.all(np.isfinite(t0c)) and np.all(np.isfinite(t1c))):
+        if not (_finite(t0c) and _finite(t1c)):
             raise ValueError(f"`t_span` must be finite; got ({t0c}, {t1c}).")
-        if np.any(t0c == t1c) and not zero_span:
+        if (t0c == t1c).any() and not zero_span:
             raise ValueError(f"`t_span` must have t0 != t1; got ({t0c}, {t1c}). Widen the interval.")
-    for path, leaf in jax.tree_util.tree_leaves_with_path(y0):
+    for leaf in jax.tree_util.tree_leaves(y0):
         c = concrete(leaf)
-        if c is not None and not np.all(np.isfinite(c)):
-            index = tuple(int(i) for i in np.argwhere(~np.isfinite(c))[0])
-            where = names.y0 + jax.tree_util.keystr(path) + (str(list(index)) if index else "")
-            raise ValueError(f"`{names.y0}` must be finite; got {where}={c[index]}.")
+        if c is not None and not _finite(c):
+            _raise_not_finite(y0, names)
     for name, tol in (("rtol", rtol), ("atol", atol)):
-        _check_tolerance_shape(tol, y0, name, names, ensemble)
-        for leaf in jax.tree_util.tree_leaves(tol):
-            c = concrete(leaf)
-            problem = None if c is None else tolerance_problem(name, c)
-            if problem:
-                example = names.atol_example if name == "atol" else "1e-6"
-                raise ValueError(f"`{name}` {problem}. Use e.g. {name}={example}.")
+        if isinstance(tol, (float, np.floating)):  # a scalar: no shape to check
+            problem = tolerance_problem(name, tol)
+        else:
+            _check_tolerance_shape(tol, y0, name, names, ensemble)
+            concretes = [c for c in map(concrete, jax.tree_util.tree_leaves(tol)) if c is not None]
+            problem = next(filter(None, (tolerance_problem(name, c) for c in concretes)), None)
+        if problem:
+            example = names.atol_example if name == "atol" else "1e-6"
+            raise ValueError(f"`{name}` {problem}. Use e.g. {name}={example}.")
     if dt0 is not None:
         c = concrete(dt0)
-        if c is not None and (np.ndim(c) or not np.isfinite(c) or c == 0):
+        if c is not None and (c.ndim or not np.isfinite(c) or c == 0):
             raise ValueError(f"`{names.dt0}` must be a finite, nonzero scalar step; got {c}. Leave it out (None) to "
                              f"have the first step chosen automatically.")
     if ts is not None:
         check_saveat(ts, t0, t1, names)
+
+
+def _finite(c: np.ndarray) -> bool:
+    """Whether every entry of ``c`` is finite (a scalar without NumPy's reduction machinery)."""
+    return math.isfinite(c) if c.ndim == 0 and c.dtype.kind == "f" else bool(np.isfinite(c).all())
+
+
+def _raise_not_finite(y0, names: Names):
+    for path, leaf in jax.tree_util.tree_leaves_with_path(y0):
+        c = np.asarray(leaf)
+        if not np.isfinite(c).all():
+            index = tuple(int(i) for i in np.argwhere(~np.isfinite(c))[0])
+            where = names.y0 + jax.tree_util.keystr(path) + (str(list(index)) if index else "")
+            raise ValueError(f"`{names.y0}` must be finite; got {where}={c[index]}.")
 
 
 def _check_tolerance_shape(tol, y0, name, names: Names, ensemble: bool):
@@ -261,6 +282,8 @@ def tolerance_problem(name: str, value) -> str | None:
     """What is wrong with a concrete ``rtol`` or ``atol`` (``name``), or None if nothing: both must be
     finite, ``rtol`` > 0 and ``atol`` >= 0 (0 asks for a purely relative tolerance). Callers name the
     argument and the fix their own way (`sciml.solve`'s ``rtol=1e-6``, the command line's ``--rtol 1e-6``)."""
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and (value > 0 or (name == "atol" and value == 0)):
+        return None  # the common case, without building arrays
     c = np.asarray(value)
     finite = np.isfinite(c)
     if not np.all(finite):
@@ -278,21 +301,22 @@ def check_saveat(ts, t0, t1, names: Names = SOLVE):
     if tsc is None or t0c is None or t1c is None or tsc.size == 0 or np.ndim(t0c) or np.ndim(t1c):
         return
     name = names.saveat
-    if not np.all(np.isfinite(tsc)):
+    if not np.isfinite(tsc).all():
         i = int(np.flatnonzero(~np.isfinite(tsc))[0])
         raise ValueError(f"`{name}` must be finite; got {name}[{i}]={tsc[i]}.")
-    sign = 1.0 if t1c >= t0c else -1.0
-    s = sign * tsc.astype(np.float64)
-    lo, hi = sign * float(t0c), sign * float(t1c)
-    if np.any(np.diff(s) < 0):
-        i = int(np.flatnonzero(np.diff(s) < 0)[0]) + 1
+    lo, hi = float(t0c), float(t1c)
+    sign = 1.0 if hi >= lo else -1.0
+    steps = np.diff(tsc) * sign
+    if (steps < 0).any():
+        i = int(np.flatnonzero(steps < 0)[0]) + 1
         order = "increasing" if sign > 0 else "decreasing"
         raise ValueError(f"`{name}` must be sorted ({order}, the direction of integration); got "
                          f"{name}[{i}]={tsc[i]} after {name}[{i - 1}]={tsc[i - 1]}.")
-    outside = (s < lo) | (s > hi)
-    if np.any(outside):
-        i = int(np.flatnonzero(outside)[0])
-        raise ValueError(f"`{name}` must be inside `t_span=({float(t0c)}, {float(t1c)})`; got {name}[{i}]={tsc[i]}. "
+    first, last = sign * float(tsc[0]), sign * float(tsc[-1])  # sorted: the ends decide
+    if first < sign * lo or last > sign * hi:
+        s = sign * tsc.astype(np.float64)
+        i = int(np.flatnonzero((s < sign * lo) | (s > sign * hi))[0])
+        raise ValueError(f"`{name}` must be inside `t_span=({lo}, {hi})`; got {name}[{i}]={tsc[i]}. "
                          f"Drop times outside the interval or widen `t_span`.")
 
 

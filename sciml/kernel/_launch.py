@@ -68,10 +68,18 @@ def kernel_static_controller(controller):
 
 
 def _aval(x, batched: bool):
-    shape = tuple(np.shape(x)) if not hasattr(x, "shape") else tuple(x.shape)
-    weak = isinstance(x, (bool, int, float)) or bool(getattr(x, "weak_type", False))
-    dtype = jnp.result_type(x) if isinstance(x, (bool, int, float)) else np.dtype(x.dtype)
-    return (shape[1:] if batched else shape, np.dtype(dtype), weak, batched)
+    if isinstance(x, (bool, int, float)):  # weakly typed, as in jnp.asarray
+        return ((), _python_dtype(type(x), jax.config.jax_enable_x64), True, batched)
+    shape = tuple(x.shape) if hasattr(x, "shape") else tuple(np.shape(x))
+    weak = bool(getattr(x, "weak_type", False))
+    return (shape[1:] if batched else shape, np.dtype(x.dtype), weak, batched)
+
+
+@functools.lru_cache(maxsize=None)
+def _python_dtype(kind: type, x64: bool) -> np.dtype:
+    """The dtype JAX gives a Python number of this type (asked once: `jnp.result_type` costs ~10 us,
+    more than a small kernel solve)."""
+    return np.dtype(jnp.result_type(kind(0)))
 
 
 def _structs(static: _Static):
