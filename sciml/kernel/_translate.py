@@ -12,7 +12,8 @@ evaluates its branches and selects.
 
 The result is IEEE-exact C (no algebraic rewrites), in the dtypes of the jaxpr: a float32 function
 becomes float32 C with ``expf``, ``sinf``, ... A primitive without a rule raises
-:class:`UnsupportedPrimitiveError` naming it and the way out (``backend="jax"``).
+:class:`UnsupportedPrimitiveError` naming it and the way out (``backend="jax"``). The rules that spell
+each primitive live in `sciml.kernel._primitives`; this module walks the jaxpr and names the values.
 """
 
 from __future__ import annotations
@@ -22,98 +23,13 @@ import re
 import numpy as np
 from jax.extend import core as jcore
 
-from sciml.kernel._ctypes import c_type, is_float, literal, math_fn
+from sciml.kernel._ctypes import c_type, literal
+from sciml.kernel._primitives import (CUMULATIVE, REDUCTIONS, STRUCTURAL, element, numpy_structural,
+                                     supported_primitives)
 
 
 class UnsupportedPrimitiveError(NotImplementedError):
     """The vector field uses a JAX operation that the C/CUDA kernels cannot express."""
-
-
-def _fn(name):
-    return lambda dt, x: f"{math_fn(name, dt)}({x})"
-
-
-def _fmax(dt, a, b):  # NaN-propagating, like XLA's max
-    return f"(({a}) != ({a}) || ({a}) > ({b}) ? ({a}) : ({b}))" if is_float(dt) else f"(({a}) > ({b}) ? ({a}) : ({b}))"
-
-
-def _fmin(dt, a, b):
-    return f"(({a}) != ({a}) || ({a}) < ({b}) ? ({a}) : ({b}))" if is_float(dt) else f"(({a}) < ({b}) ? ({a}) : ({b}))"
-
-
-def _one(dt):
-    return literal(1, dt)
-
-
-#: elementwise primitives: name -> C expression builder ``(out_dtype, *operand expressions)``
-_ELEMENTWISE = {
-    "neg": lambda dt, x: f"(-({x}))",
-    "abs": lambda dt, x: f"{math_fn('fabs', dt)}({x})" if is_float(dt) else f"(({x}) < 0 ? -({x}) : ({x}))",
-    "sign": lambda dt, x: f"(({x}) > 0 ? {_one(dt)} : (({x}) < 0 ? -{_one(dt)} : ({x})))",
-    "floor": _fn("floor"), "ceil": _fn("ceil"),
-    "round": None,  # spelled by `_element` from its rounding_method
-    "is_finite": lambda dt, x: f"(isfinite({x}) ? 1 : 0)",
-    "exp": _fn("exp"), "exp2": _fn("exp2"), "log": _fn("log"), "log1p": _fn("log1p"), "expm1": _fn("expm1"),
-    "sqrt": _fn("sqrt"), "rsqrt": lambda dt, x: f"({_one(dt)} / {math_fn('sqrt', dt)}({x}))",
-    "cbrt": _fn("cbrt"), "square": lambda dt, x: f"(({x}) * ({x}))",
-    "sin": _fn("sin"), "cos": _fn("cos"), "tan": _fn("tan"), "asin": _fn("asin"), "acos": _fn("acos"),
-    "atan": _fn("atan"), "sinh": _fn("sinh"), "cosh": _fn("cosh"), "tanh": _fn("tanh"),
-    "asinh": _fn("asinh"), "acosh": _fn("acosh"), "atanh": _fn("atanh"),
-    "erf": _fn("erf"), "erfc": _fn("erfc"), "lgamma": _fn("lgamma"),
-    "logistic": lambda dt, x: f"({_one(dt)} / ({_one(dt)} + {math_fn('exp', dt)}(-({x}))))",
-    "not": lambda dt, x: f"(!({x}))" if np.dtype(dt) == np.bool_ else f"(~({x}))",
-    "add": lambda dt, a, b: f"(({a}) + ({b}))", "add_any": lambda dt, a, b: f"(({a}) + ({b}))",
-    "sub": lambda dt, a, b: f"(({a}) - ({b}))", "mul": lambda dt, a, b: f"(({a}) * ({b}))",
-    "div": lambda dt, a, b: f"(({a}) / ({b}))",
-    "rem": lambda dt, a, b: f"{math_fn('fmod', dt)}({a}, {b})" if is_float(dt) else f"(({a}) % ({b}))",
-    "pow": lambda dt, a, b: f"{math_fn('pow', dt)}({a}, ({c_type(dt)})({b}))",
-    "atan2": lambda dt, a, b: f"{math_fn('atan2', dt)}({a}, {b})",
-    "nextafter": lambda dt, a, b: f"{math_fn('nextafter', dt)}({a}, {b})",
-    "max": _fmax, "min": _fmin,
-    "and": lambda dt, a, b: f"(({a}) & ({b}))", "or": lambda dt, a, b: f"(({a}) | ({b}))",
-    "xor": lambda dt, a, b: f"(({a}) ^ ({b}))",
-    "eq": lambda dt, a, b: f"(({a}) == ({b}))", "ne": lambda dt, a, b: f"(({a}) != ({b}))",
-    "lt": lambda dt, a, b: f"(({a}) < ({b}))", "le": lambda dt, a, b: f"(({a}) <= ({b}))",
-    "gt": lambda dt, a, b: f"(({a}) > ({b}))", "ge": lambda dt, a, b: f"(({a}) >= ({b}))",
-    "clamp": lambda dt, lo, x, hi: _fmin(dt, _fmax(dt, x, lo), hi),
-}
-
-#: primitives that only rearrange elements; the value is which operands are data (the rest are indices)
-_STRUCTURAL = {
-    "reshape": None, "broadcast_in_dim": None, "squeeze": None, "slice": None, "transpose": None,
-    "rev": None, "concatenate": None, "stack": None, "split": None, "copy": None, "pad": None,
-    "gather": (0,), "scatter": (0, 2), "dynamic_slice": (0,), "dynamic_update_slice": (0, 1),
-}
-
-def _numpy_structural(name, operands, params):
-    """The common index shuffles done in NumPy (``[result]``), or ``None`` for `bind` to do: a bound
-    primitive runs as a small XLA program, compiled on its first use, ~10 ms each."""
-    x = operands[0]
-    if name == "slice":
-        strides = params["strides"] or (1,) * x.ndim
-        return [x[tuple(slice(a, b, c) for a, b, c in zip(params["start_indices"], params["limit_indices"], strides))]]
-    if name == "squeeze":
-        return [np.squeeze(x, axis=tuple(params["dimensions"]))]
-    if name == "reshape" and params.get("dimensions") is None:
-        return [np.reshape(x, params["new_sizes"])]
-    if name == "concatenate":
-        return [np.concatenate(operands, axis=params["dimension"])]
-    if name == "transpose":
-        return [np.transpose(x, params["permutation"])]
-    if name == "broadcast_in_dim" and params.get("sharding") is None:
-        shape, dims = tuple(params["shape"]), tuple(params["broadcast_dimensions"])
-        expanded = np.reshape(x, [x.shape[dims.index(d)] if d in dims else 1 for d in range(len(shape))])
-        return [np.broadcast_to(expanded, shape)]
-    return None
-
-
-_REDUCTIONS = {
-    "reduce_sum": lambda dt, a, b: f"({a} + {b})", "reduce_prod": lambda dt, a, b: f"({a} * {b})",
-    "reduce_max": _fmax, "reduce_min": _fmin,
-    "reduce_and": lambda dt, a, b: f"({a} & {b})", "reduce_or": lambda dt, a, b: f"({a} | {b})",
-}
-
-_CUMULATIVE = {"cumsum": "reduce_sum", "cumprod": "reduce_prod", "cummax": "reduce_max", "cummin": "reduce_min"}
 
 
 class _Value:
@@ -197,13 +113,13 @@ class Translator:
             raise UnsupportedPrimitiveError(_unsupported_message(eqn))
         if all(v.value is not None for v in ins):
             return self._fold(eqn, ins)
-        if name in _STRUCTURAL:
+        if name in STRUCTURAL:
             return self._structural(eqn, ins)
         out_dtypes = [v.aval.dtype for v in eqn.outvars]
-        if name in _REDUCTIONS:
-            return [self._reduce(ins[0], eqn.params["axes"], _REDUCTIONS[name], out_dtypes[0])]
-        if name in _CUMULATIVE:
-            return [self._cumulative(ins[0], eqn.params, _REDUCTIONS[_CUMULATIVE[name]], out_dtypes[0])]
+        if name in REDUCTIONS:
+            return [self._reduce(ins[0], eqn.params["axes"], REDUCTIONS[name], out_dtypes[0])]
+        if name in CUMULATIVE:
+            return [self._cumulative(ins[0], eqn.params, REDUCTIONS[CUMULATIVE[name]], out_dtypes[0])]
         if name in ("argmax", "argmin"):
             return [self._argext(ins[0], eqn.params["axes"][0], name == "argmax", out_dtypes[0])]
         if name == "dot_general":
@@ -232,31 +148,14 @@ class Translator:
         return _Value(out, out_dtype)
 
     def _element(self, name, params, ins, args, out_dtype) -> str:
-        if name == "convert_element_type":
-            if out_dtype == np.bool_:
-                return f"(({args[0]}) != 0)"
-            return f"(({c_type(out_dtype)})({args[0]}))"
-        if name == "select_n":
-            pred, cases = args[0], args[1:]
-            if ins[0].dtype == np.bool_:
-                return f"(({pred}) ? ({cases[1]}) : ({cases[0]}))"
-            expr = cases[-1]
-            for k in range(len(cases) - 2, -1, -1):
-                expr = f"(({pred}) == {k} ? ({cases[k]}) : {expr})"
-            return expr
         if name == "integer_pow":
             return self._integer_pow(args[0], params["y"], out_dtype)
-        if name == "round":
-            fn = "round" if int(params["rounding_method"]) == 0 else "rint"
-            return f"{math_fn(fn, out_dtype)}({args[0]})"
-        if name in ("eq", "ne", "lt", "le", "gt", "ge"):
-            return _ELEMENTWISE[name](ins[0].dtype, *args)
-        return _ELEMENTWISE[name](out_dtype, *args)
+        return element(name, params, ins[0].dtype, args, out_dtype)
 
     def _integer_pow(self, x: str, y: int, dtype) -> str:
         # Binary powering in the order of JAX's own lowering (lax._integer_pow), so results match.
         if y == 0:
-            return _one(dtype)
+            return literal(1, dtype)
         reciprocal, y = y < 0, abs(y)
         acc, base = None, x
         while y > 0:
@@ -265,10 +164,10 @@ class Translator:
             y >>= 1
             if y > 0:
                 base = self._emit(dtype, f"({base} * {base})")
-        return f"({_one(dtype)} / {acc})" if reciprocal else f"({acc})"
+        return f"({literal(1, dtype)} / {acc})" if reciprocal else f"({acc})"
 
     def _structural(self, eqn, ins) -> list[_Value]:
-        data = _STRUCTURAL[eqn.primitive.name]
+        data = STRUCTURAL[eqn.primitive.name]
         data = range(len(ins)) if data is None else data
         pool, operands, offset = [], [], 0
         for k, v in enumerate(ins):
@@ -283,7 +182,7 @@ class Translator:
                     f"constants, or use `backend=\"jax\"`.")
             else:
                 operands.append(v.value)
-        outs = _numpy_structural(eqn.primitive.name, operands, eqn.params)
+        outs = numpy_structural(eqn.primitive.name, operands, eqn.params)
         if outs is None:
             outs = eqn.primitive.bind(*operands, **eqn.params)
             outs = outs if eqn.primitive.multiple_results else [outs]
@@ -426,8 +325,3 @@ def c_function(name: str, closed_jaxpr, qualifier: str = "static") -> str:
         body += [f"out{k}[{j}] = {e};" for j, e in enumerate(out.ravel())]
     return f"{qualifier} void {name}({', '.join(params) or 'void'}) {{\n    " + "\n    ".join(body) + "\n}\n"
 
-
-def supported_primitives() -> frozenset[str]:
-    """Names of the JAX primitives the translator handles (calls like ``jit`` are inlined besides)."""
-    return frozenset(_ELEMENTWISE) | frozenset(_STRUCTURAL) | frozenset(_REDUCTIONS) | frozenset(_CUMULATIVE) | {
-        "integer_pow", "convert_element_type", "select_n", "iota", "dot_general", "argmax", "argmin", "cond"}
