@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sciml._sparse_regression import candidate_supports, masked_lstsq, stlsq
+
 __all__ = ["PolynomialLibrary", "stlsq", "Equations", "Refit", "Candidate", "Discovery", "discover",
            "trajectory_refit"]
 
@@ -92,90 +94,6 @@ class PolynomialLibrary:
                              f"have {u.shape[-1]} components (shape {u.shape}).")
         return jnp.stack([jnp.prod(u ** jnp.asarray(e, u.dtype), axis=-1) if any(e)
                           else jnp.ones(u.shape[:-1], u.dtype) for e in self.exponents], axis=-1)
-
-
-def stlsq(theta, targets, threshold: float, *, ridge: float = 0.0, normalize: bool = True,
-          max_iter: int = 25) -> np.ndarray:
-    """Sequentially thresholded least squares (SINDy): ``targets ~ theta @ coefficients``, sparse.
-
-    Solve least squares, zero every coefficient smaller than ``threshold``, solve again on the terms
-    left, and repeat until the support stops changing.
-
-    Args:
-        theta: library matrix, shape ``(m, p)``.
-        targets: shape ``(m, q)`` (or ``(m,)``).
-        threshold: coefficients below this magnitude are dropped (on normalised columns if
-            ``normalize``, i.e. relative to each term's root-mean-square size).
-        ridge: Tikhonov weight (times ``m``) that steadies the solves when columns are collinear.
-        normalize: scale each column of ``theta`` to unit root-mean-square first.
-        max_iter: bound on the threshold-and-refit rounds.
-
-    Returns:
-        The coefficients, shape ``(p, q)``, in the units of the unnormalised ``theta``.
-
-    Example:
-        >>> import numpy as np
-        >>> from sciml.discovery import stlsq
-        >>> x = np.linspace(-1, 1, 50)
-        >>> theta = np.stack([np.ones_like(x), x, x ** 2], axis=1)
-        >>> stlsq(theta, 3 * x ** 2 - 0.5, threshold=0.1).round(6).ravel().tolist()
-        [-0.5, 0.0, 3.0]
-    """
-    theta, targets = np.asarray(theta, np.float64), np.asarray(targets, np.float64)
-    column = targets.ndim == 1
-    targets = targets[:, None] if column else targets
-    scale = np.sqrt(np.mean(theta ** 2, axis=0)) if normalize else np.ones(theta.shape[1])
-    scale = np.where(scale > 0, scale, 1.0)
-    a = theta / scale
-    coef = np.stack([_lstsq(a, targets[:, j], ridge) for j in range(targets.shape[1])], axis=1)
-    support = np.ones_like(coef, dtype=bool)
-    for _ in range(max_iter):
-        new = np.abs(coef) >= threshold
-        if np.array_equal(new, support):
-            break
-        support = new
-        coef = np.zeros_like(coef)
-        for j in range(targets.shape[1]):
-            if support[:, j].any():
-                coef[support[:, j], j] = _lstsq(a[:, support[:, j]], targets[:, j], ridge)
-    coef = coef / scale[:, None]
-    return coef[:, 0] if column else coef
-
-
-#: A regression residual below this fraction of the target's norm is an exact fit: far above float64
-#: rounding (1e-16 times the library's condition number), far below any term worth finding.
-_EXACT_FIT = 1e-10
-
-
-def _lstsq(a, b, ridge):
-    if ridge:
-        return np.linalg.solve(a.T @ a + ridge * a.shape[0] * np.eye(a.shape[1]), a.T @ b)
-    return np.linalg.lstsq(a, b, rcond=None)[0]
-
-
-def _forward_path(a, b, max_terms):
-    """Greedy forward selection: the nested supports of 1, 2, ... terms, each adding the term that
-    lowers the least-squares residual most.
-
-    The path stops once ``b`` is fitted exactly (to ``_EXACT_FIT`` of its norm): past that point every
-    term leaves a residual of rounding size, so which one is "lowest" would be decided by the order of
-    the floating-point sums (the machine's BLAS kernel), not by the data.
-    """
-    chosen, path = [], []
-    left, exact = b @ b, _EXACT_FIT ** 2 * (b @ b)
-    for _ in range(min(max_terms, a.shape[1])):
-        if left <= exact:
-            break
-        best, best_rss = None, np.inf
-        for k in set(range(a.shape[1])) - set(chosen):
-            cols = chosen + [k]
-            rss = np.sum((a[:, cols] @ _lstsq(a[:, cols], b, 0.0) - b) ** 2)
-            if rss < best_rss:
-                best, best_rss = k, rss
-        chosen.append(best)
-        path.append(frozenset(chosen))
-        left = best_rss
-    return path
 
 
 @dataclasses.dataclass
@@ -317,14 +235,14 @@ def discover(states, targets, library: PolynomialLibrary, *, lhs: Sequence[str] 
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"`gamma` must be in [0, 1] (0: the plain BIC, 1: the extended BIC); got {gamma!r}.")
     thresholds = np.geomspace(1e-3, 10.0, 40) if thresholds is None else np.asarray(thresholds)
-    supports = _candidate_supports(theta, targets, thresholds, ridge, max_terms)
+    supports = candidate_supports(theta, targets, thresholds, ridge, max_terms)
     p = len(library) * targets.shape[1]
     candidates, masks = [], {}
     for combo in itertools.product(*supports):
         mask = np.zeros((len(library), targets.shape[1]), bool)
         for j, s in enumerate(combo):
             mask[list(s), j] = True
-        coef = _masked_lstsq(theta, targets, mask)
+        coef = masked_lstsq(theta, targets, mask)
         fitted = (Refit(coef, float(np.sum((theta @ coef - targets) ** 2)), targets.size) if refit is None
                   else refit(mask, coef))
         n, k = fitted.n_obs, int(mask.sum())
@@ -335,30 +253,8 @@ def discover(states, targets, library: PolynomialLibrary, *, lhs: Sequence[str] 
     candidates.sort(key=lambda c: c.score)
     close = [c for c in candidates if c.score <= candidates[0].score + tolerance]
     chosen = min(close, key=lambda c: (c.n_terms, c.score))
-    regression = Equations(library, _masked_lstsq(theta, targets, masks[id(chosen.equations)]), lhs)
+    regression = Equations(library, masked_lstsq(theta, targets, masks[id(chosen.equations)]), lhs)
     return Discovery(equations=chosen.equations, regression=regression, candidates=candidates)
-
-
-def _candidate_supports(theta, targets, thresholds, ridge, max_terms):
-    scale = np.sqrt(np.mean(theta ** 2, axis=0))
-    scale = np.where(scale > 0, scale, 1.0)
-    a = theta / scale
-    per_eq = [set() for _ in range(targets.shape[1])]
-    for threshold in thresholds:
-        coef = stlsq(a, targets, threshold, ridge=ridge, normalize=False)
-        for j in range(targets.shape[1]):
-            per_eq[j].add(frozenset(np.flatnonzero(coef[:, j]).tolist()))
-    for j in range(targets.shape[1]):
-        per_eq[j].update(_forward_path(a, targets[:, j], max_terms))
-    return [sorted((x for x in s if len(x) <= max_terms), key=lambda x: (len(x), sorted(x))) for s in per_eq]
-
-
-def _masked_lstsq(theta, targets, mask):
-    coef = np.zeros(mask.shape)
-    for j in range(mask.shape[1]):
-        if mask[:, j].any():
-            coef[mask[:, j], j] = _lstsq(theta[:, mask[:, j]], targets[:, j], 0.0)
-    return coef
 
 
 def trajectory_refit(known: Callable, library: PolynomialLibrary, ts, ys, *, fit_y0: bool = True, solver=None,
