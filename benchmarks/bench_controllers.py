@@ -221,7 +221,8 @@ def main(argv: list[str] | None = None) -> dict:
     labels = list(CONTROLLERS)
     print(f"Tsit5, float64, rtol = atol; err: max over the span of |y - ref| / max|ref|; nfev; ratio: sciml's nfev "
           f"at diffrax's error / diffrax's (jax {jax.__version__}, diffrax {diffrax.__version__})")
-    header = ["problem", "tol", "diffrax err", "nfev"] + [x for label in labels for x in (f"{label} err", "nfev", "ratio")]
+    header = ["problem", "tol", "diffrax err", "nfev"]
+    header += [x for label in labels for x in (f"{label} err", "nfev", "ratio")]
     rows = []
     for name, res in results.items():
         peer = res["diffrax"][0]

@@ -44,22 +44,23 @@ def kernel_controller(controller) -> KernelController:
 
 
 class PIKernel(KernelController):
-    """`PIController.adapt` (and `IController`'s, its ``beta=0`` case)."""
+    """`PIController.adapt` (and `IController`'s, its ``beta=0`` case, which keeps no error memory:
+    ``err_prev ** 0`` is exactly 1)."""
 
     def __init__(self, controller: PIController):
         self.c = controller
+        self.memory = controller.beta != 0
 
     def declarations(self) -> list[str]:
-        return ["sciml_real err_prev[SCIML_LANES];", "int rejected[SCIML_LANES];"]
+        return ["sciml_real err_prev[SCIML_LANES];"] * self.memory + ["int rejected[SCIML_LANES];"]
 
     def init(self, ctx) -> list[str]:
-        return [f"err_prev[l] = {ctx.R(1e-4)}; rejected[l] = 0;"]
+        return [f"err_prev[l] = {ctx.R(1e-4)};"] * self.memory + ["rejected[l] = 0;"]
 
     def adapt(self, ctx, error_order: float) -> list[str]:
         R, pow_, c = ctx.R, ctx.rf("pow"), self.c
         expo = 1.0 / error_order
-        # err_prev ** 0 is exactly 1: the integral controller skips that call
-        memory = f" * {pow_}(err_prev[l], {R(c.beta)})" if c.beta != 0 else ""
+        memory = f" * {pow_}(err_prev[l], {R(c.beta)})" if self.memory else ""
         return [
             f"accept[l] = err[l] <= {R(1)};",
             f"const sciml_real safe_err = err[l] > {R(0)} ? err[l] : {R(1)};",
@@ -73,7 +74,8 @@ class PIKernel(KernelController):
             "}"]
 
     def update(self, ctx) -> list[str]:
-        return [f"if (accept[l]) err_prev[l] = SCIML_MAX(err[l], {ctx.R(1e-4)});", "rejected[l] = !accept[l];"]
+        keep = [f"if (accept[l]) err_prev[l] = SCIML_MAX(err[l], {ctx.R(1e-4)});"] * self.memory
+        return keep + ["rejected[l] = !accept[l];"]
 
 
 class PIDKernel(KernelController):

@@ -7,6 +7,8 @@ diffrax's takes diffrax's accepted and rejected steps.
 """
 
 import dataclasses
+import shutil
+import subprocess
 
 import diffrax
 import jax.numpy as jnp
@@ -15,6 +17,9 @@ import pytest
 
 import sciml
 from sciml import solvers as S
+from sciml._problem import prepare
+from sciml.kernel._codegen import kernel_source
+from sciml.kernel._launch import prepare_launch
 from tests.solvers.problems import LV_P, LV_Y0, lotka_volterra
 
 TS = jnp.linspace(0.0, 10.0, 11)
@@ -73,6 +78,32 @@ def test_solve_ivp_in_the_kernel_takes_the_xla_loops_steps(xla):
                           rtol=TOL, atol=TOL, backend="c", controller=controller)
     assert res.nfev == int(ref.stats["nfev"])
     np.testing.assert_allclose(res.y.T, ref.ys, rtol=1e-10)
+
+
+def test_float32_stays_float32_in_the_kernel():
+    """The controllers' constants become float32 literals and ``powf`` there. The steps are not compared:
+    in float32 the error estimate of the small first step is mostly rounding, which XLA (its own ``pow``,
+    FMA contraction) and C round differently, so the two loops may take a step more or less."""
+    pid = CONTROLLERS["PID"]
+    sol, ref = (sciml.solve(lotka_volterra, jnp.asarray(LV_Y0, jnp.float32), (0.0, 10.0),
+                            args=jnp.asarray(LV_P, jnp.float32), rtol=1e-5, atol=1e-6, saveat=TS, controller=pid,
+                            backend=backend) for backend in ("c", "jax"))
+    assert sol.ys.dtype == ref.ys.dtype == jnp.float32
+    np.testing.assert_allclose(sol.ys, ref.ys, rtol=1e-3)
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc")
+@pytest.mark.parametrize("controller", CONTROLLERS.values(), ids=CONTROLLERS.keys())
+def test_the_kernel_source_is_warning_free_c(tmp_path, controller):
+    problem, options = prepare(lotka_volterra, jnp.asarray(Y0S, jnp.float32), (0.0, 10.0),
+                               jnp.asarray(LV_P, jnp.float32), controller=controller, backend="c", ensemble=True,
+                               args_axes=None)
+    launch, _ = prepare_launch(problem, options, np, np.asarray)
+    path = tmp_path / "kernel.c"
+    path.write_text(kernel_source(launch.spec, launch.method, "c"))
+    result = subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function",
+                             "-Wno-unknown-pragmas", "-fsyntax-only", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_max_step_caps_any_controller_in_the_kernel_too():
