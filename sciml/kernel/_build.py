@@ -23,7 +23,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from sciml.kernel._codegen import entry_parameters
+from sciml.kernel._kernel_spec import entry_parameters
 from sciml.kernel._errors import CompileError, CompilerNotFoundError
 from sciml.kernel._launch import prepare_launch, source_for
 from sciml.kernel._cache import key_definition, load_cached

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sciml.kernel._codegen import entry_parameters
+from sciml.kernel._kernel_spec import entry_parameters
 from sciml.kernel._errors import BackendUnavailableError
 from sciml.kernel._launch import prepare_launch, source_for
 

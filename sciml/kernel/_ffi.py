@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sciml.kernel._build import load_library
-from sciml.kernel._codegen import KernelMethod, KernelSpec, entry_parameters, stat_names
+from sciml.kernel._kernel_spec import KernelMethod, KernelSpec, entry_parameters, stat_names
 from sciml.kernel._launch import source_for
 
 _REGISTERED: set[str] = set()

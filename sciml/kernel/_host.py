@@ -21,7 +21,7 @@ def solve_on_host(problem, options):
     """``{"ys", "scalars"}`` of a one-trajectory ``problem`` solved by the kernel on the host, or None
     where the kernel does not serve it and ``options.backend`` is ``"auto"`` (``"c"`` raises why)."""
     from sciml.kernel._build import run_c, run_launch
-    from sciml.kernel._codegen import stat_names
+    from sciml.kernel._kernel_spec import stat_names
     from sciml.kernel._launch import _aval, arg_inputs, host_tolerance, outputs, time_inputs
 
     y0 = np.asarray(problem.y0)

@@ -7,7 +7,7 @@ serves every explicit method in `sciml.solvers`.
 
 from __future__ import annotations
 
-from sciml.kernel._codegen import Ctx, KernelMethod, combine, state
+from sciml.kernel._kernel_spec import Ctx, KernelMethod, combine, state
 from sciml.solvers._explicit_rk import ExplicitRK
 
 

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sciml.kernel._codegen import Ctx, KernelMethod, arg_inputs, combine, lane_function, state
+from sciml.kernel._kernel_spec import Ctx, KernelMethod, arg_inputs, combine, lane_function, state
 from sciml.kernel._translate import Translator
 
 

@@ -20,8 +20,8 @@ from sciml._flat import flatten
 from sciml._problem import Options, Problem
 from sciml._validate import check_f_output, probe_f, tolerance_vector
 from sciml._validate import time_dtype as time_dtype_of
-from sciml.kernel._codegen import (ArgSpec, KernelMethod, KernelSpec, entry_parameters, kernel_source,
-                                     stat_names)
+from sciml.kernel._codegen import kernel_source
+from sciml.kernel._kernel_spec import ArgSpec, KernelMethod, KernelSpec, entry_parameters, stat_names
 from sciml.kernel._ctypes import UnsupportedDtypeError
 from sciml.kernel._kernel_control import kernel_controller
 from sciml.kernel._kernel_rk import ExplicitRKKernel
@@ -149,7 +149,7 @@ def source_for(spec: KernelSpec, method: KernelMethod, target: str) -> str:
 
 @dataclasses.dataclass
 class Launch:
-    """The arrays of one kernel run, in entry-point order (see `_codegen.entry_parameters`)."""
+    """The arrays of one kernel run, in entry-point order (see `_kernel_spec.entry_parameters`)."""
 
     spec: KernelSpec
     method: KernelMethod
@@ -317,7 +317,7 @@ def _state_dtype_uncached(f, y_treedef, y_avals, args_treedef, arg_avals):
 def _solution(launch: Launch, y_leaves, y_treedef, ts_user, direction, convert, xp) -> dict:
     """The fields of an `sciml.ensemble.EnsembleSolution` from a finished launch (``convert`` makes the
     arrays the caller's kind)."""
-    N, n, m = launch.n_traj, launch.spec.n, launch.m
+    N, m = launch.n_traj, launch.m
     t_final = launch.tout[:, 0] * launch.tout.dtype.type(direction)
     flat = launch.ys if m else launch.yf[:, None, :]
     sizes = [int(np.prod(x.shape[1:], dtype=np.int64)) for x in y_leaves]

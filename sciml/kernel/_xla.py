@@ -157,7 +157,7 @@ def _build(options, p):
 
 def _kernel_solve(built, cfg, y0, s0, s1, params, s_ts, rtol, atol, dt0, direction):
     """The forward solve in the kernel, with the XLA loop's dtypes and shapes."""
-    from sciml.kernel._codegen import stat_names
+    from sciml.kernel._kernel_spec import stat_names
     from sciml.kernel._ffi import kernel_call
 
     target, spec, method = built
