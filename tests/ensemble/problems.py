@@ -45,3 +45,14 @@ def tolerances(dtype):
 
 def saveat(t_span, dtype):
     return jnp.linspace(t_span[0], t_span[1], 7).astype(dtype)
+
+
+def assert_warning_free_c(source: str, tmp_path) -> None:
+    """``source`` compiles as C99 with every gcc warning an error (the generated kernels must)."""
+    import subprocess
+
+    path = tmp_path / "kernel.c"
+    path.write_text(source)
+    result = subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function",
+                             "-Wno-unknown-pragmas", "-fsyntax-only", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -15,7 +15,7 @@ from sciml.kernel._codegen import kernel_body, kernel_source
 from sciml.kernel._ctypes import PRELUDES
 from sciml.kernel._launch import prepare_launch
 from sciml._problem import prepare
-from tests.ensemble.problems import lorenz_ensemble, saveat
+from tests.ensemble.problems import assert_warning_free_c, lorenz_ensemble, saveat
 
 
 def _spec(solver, dtype, grid):
@@ -71,8 +71,4 @@ def test_c_source_is_warning_free_in_every_mode(tmp_path, solver, adaptive, grid
                                dt0=None if adaptive else 0.01, max_steps=1000, adaptive=adaptive, backend="c",
                                ensemble=True)
     launch, _ = prepare_launch(problem, options, np, np.asarray)
-    path = tmp_path / "kernel.c"
-    path.write_text(kernel_source(launch.spec, launch.method, "c"))
-    result = subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function",
-                             "-Wno-unknown-pragmas", "-fsyntax-only", str(path)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    assert_warning_free_c(kernel_source(launch.spec, launch.method, "c"), tmp_path)

@@ -8,7 +8,6 @@ diffrax's takes diffrax's accepted and rejected steps.
 
 import dataclasses
 import shutil
-import subprocess
 
 import diffrax
 import jax.numpy as jnp
@@ -20,6 +19,7 @@ from sciml import solvers as S
 from sciml._problem import prepare
 from sciml.kernel._codegen import kernel_source
 from sciml.kernel._launch import prepare_launch
+from tests.ensemble.problems import assert_warning_free_c
 from tests.solvers.problems import LV_P, LV_Y0, lotka_volterra
 
 TS = jnp.linspace(0.0, 10.0, 11)
@@ -99,11 +99,7 @@ def test_the_kernel_source_is_warning_free_c(tmp_path, controller):
                                jnp.asarray(LV_P, jnp.float32), controller=controller, backend="c", ensemble=True,
                                args_axes=None)
     launch, _ = prepare_launch(problem, options, np, np.asarray)
-    path = tmp_path / "kernel.c"
-    path.write_text(kernel_source(launch.spec, launch.method, "c"))
-    result = subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function",
-                             "-Wno-unknown-pragmas", "-fsyntax-only", str(path)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    assert_warning_free_c(kernel_source(launch.spec, launch.method, "c"), tmp_path)
 
 
 def test_max_step_caps_any_controller_in_the_kernel_too():
