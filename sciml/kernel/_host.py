@@ -8,7 +8,8 @@ import dataclasses
 import jax
 import numpy as np
 
-from sciml.kernel._xla import controller_unserved, fall_back, solver_unserved, state_unserved
+from sciml.kernel._xla import (controller_unserved, fall_back, gave_up, not_served, solver_unserved,
+                               state_unserved)
 
 #: per (options, shapes, dtypes): the first call's launch, whose kernel, layout and dtypes later calls
 #: reuse, so that they skip the checks of `f` and the lookups that cost more than a small solve
@@ -24,12 +25,13 @@ def solve_on_host(problem, options):
     from sciml.kernel._kernel_spec import stat_names
     from sciml.kernel._launch import _aval, arg_inputs, host_tolerance, outputs, time_inputs
 
+    if gave_up(options.backend):
+        return None
     y0 = np.asarray(problem.y0)
     reason = _unserved(problem, options, y0)
     if reason:
         if options.backend == "c":
-            raise ValueError(f"`backend=\"c\"` does not serve this call: {reason}. Use backend=\"jax\" (or "
-                             f"\"auto\", which picks it).")
+            raise not_served(reason, "call")
         return None
     avals = tuple(_aval(x, False) for x in problem.args)
     key = (options, y0.shape, y0.dtype.str, avals, len(problem.ts))

@@ -59,6 +59,18 @@ def controller_unserved(controller) -> str:
     return ""
 
 
+def not_served(reason: str, what: str) -> ValueError:
+    """The error `backend="c"` raises for a ``what`` ("solve", "call") the kernel does not serve."""
+    return ValueError(f"`backend=\"c\"` does not serve this {what}: {reason}. Use backend=\"jax\" (or \"auto\", "
+                      f"which picks it).")
+
+
+def gave_up(backend: str) -> bool:
+    """Whether "auto" stopped trying the kernel in this process (after a missing compiler, unusable FFI
+    headers or a refused cache; see `fall_back`)."""
+    return backend == "auto" and bool(_UNAVAILABLE)
+
+
 def fall_back(err: Exception, backend: str) -> bool:
     """The one fallback rule: whether a failure ``err`` to translate, build or load the kernel is met by
     running the XLA loop instead (``backend="auto"``) or raised (``"c"``). A missing compiler, unusable
@@ -109,15 +121,16 @@ def integrate_or_none(options, p, adjoint):
     """The loop result of ``p`` (a `sciml._integrate.LoopProblem`) from the kernel, with ``adjoint``'s
     derivatives; ``None`` when ``options.backend`` is ``"auto"`` and the kernel does not serve the solve
     (``"c"`` raises the reason instead)."""
-    if options.backend == "jax" or (options.backend == "auto" and _UNAVAILABLE):
+    if options.backend == "jax" or gave_up(options.backend):
         return None
     reason = unserved(options) or _unserved_state(p)
     built = None if reason else _build(options, p)
     if isinstance(built, str):
         reason, built = built, None
-    cfg, g, params = hoist_closure(p.cfg, p.f, p.s0, p.y0, p.args)
     solve = None
     if built is not None:
+        # Only a solve the kernel runs pays for converting the field's closure into explicit inputs.
+        cfg, g, params = hoist_closure(p.cfg, p.f, p.s0, p.y0, p.args)
 
         def reference(*inputs):
             res = adjoint.integrate(cfg, g, *inputs[:-1])
@@ -129,8 +142,7 @@ def integrate_or_none(options, p, adjoint):
                       f"kernel's single solve would not")
     if solve is None:
         if options.backend == "c" and reason:
-            raise ValueError(f"`backend=\"c\"` does not serve this solve: {reason}. Use backend=\"jax\" (or "
-                             f"\"auto\", which picks it).")
+            raise not_served(reason, "solve")
         _log.debug("backend=\"auto\" runs the XLA loop: %s", reason)
         return None
     return solve(p.y0, p.s0, p.s1, params, p.s_ts, p.rtol, p.atol, p.dt0, p.direction)
