@@ -60,7 +60,11 @@ def _rescale_matrix(factor) -> jax.Array:
     return jnp.cumprod(M, axis=0)
 
 
-_U = np.asarray(_rescale_matrix(jnp.asarray(1.0, jnp.float64)))
+#: ``_rescale_matrix(1.0)`` in NumPy: computing it with JAX at import would start JAX's backends, after
+#: which `jax.distributed.initialize` (a multi-process program's first call) is refused
+_U = np.cumprod(np.vstack([np.ones((1, MAX_ORDER + 1)), np.hstack([np.zeros((MAX_ORDER, 1)), (
+    np.arange(MAX_ORDER)[:, None] - np.arange(1, MAX_ORDER + 1)[None, :]) / np.arange(1, MAX_ORDER + 1)[:, None]])]),
+    axis=0)
 #: B[j, p]: coefficient of theta**p in prod_{i<j} (theta - 1 + i) / (i + 1), the Newton basis of the
 #: interpolating polynomial through the last points of a step ending at theta = 1
 _BASIS = np.zeros((MAX_ORDER + 1, MAX_ORDER + 1))
