@@ -8,6 +8,7 @@ from typing import Any, Callable
 from sciml._problem import prepare
 from sciml._validate import Names
 from sciml.ensemble._solution import EnsembleSolution
+from sciml.ensemble._streaming import check_streaming, solve_streaming
 
 ENSEMBLE = Names(y0="y0s")
 
@@ -17,7 +18,8 @@ BACKENDS = ("jax", "c", "cupy")
 def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes: Any = 0,
                    backend: str = "jax", solver=None, saveat=None, rtol=1e-6, atol=1e-6, dt0=None,
                    max_steps: int = 100_000, adaptive: bool = True, max_step=None, mesh=None,
-                   throw: bool = False, controller=None) -> EnsembleSolution:
+                   throw: bool = False, controller=None, batch_size: int | None = None,
+                   output: Callable | None = None, reduce=None, progress: bool = False):
     """Solve ``dy/dt = f(t, y, args)`` for many trajectories at once.
 
     Trajectory ``i`` starts from the ``i``-th entry of ``y0s`` (leading axis) and sees the ``i``-th
@@ -52,6 +54,15 @@ def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes
         throw: raise :class:`sciml.SolveError` if any trajectory failed (default: report it in
             ``status`` only).
         controller: the step-size controller (as for `sciml.solve`), honoured by every backend.
+        batch_size: stream the ensemble: solve this many trajectories at a time (per device when
+            ``backend="jax"`` shards over a mesh), so memory is bounded by a chunk. Alone, it returns the
+            whole `EnsembleSolution` in host memory (NumPy arrays). See the "Scale" page of the docs.
+        output: with ``batch_size``: a function of a chunk's `EnsembleSolution` giving arrays with the
+            chunk's trajectories on the leading axis (``jax.vmap`` a function of one trajectory).
+        reduce: with ``batch_size``: a `sciml.ensemble.Reduction` (`MeanVar`, `MinMax`, `Histogram`,
+            `Fold`) folded over the chunks' outputs (default output: ``ens.ys``) of the successful
+            trajectories. With ``output`` or ``reduce`` the result is a `sciml.ensemble.StreamedEnsemble`.
+        progress: with ``batch_size``: a tqdm progress bar over the trajectories solved.
 
     Returns:
         An :class:`EnsembleSolution` (``ts``, ``ys``, ``t_final``, ``y_final``, ``status``,
@@ -79,6 +90,10 @@ def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes
                                max_steps=max_steps, adaptive=adaptive, max_step=max_step, backend=backend,
                                controller=controller, ensemble=True, args_axes=args_axes,
                                names=ENSEMBLE)
+    check_streaming(batch_size, output, reduce, progress)
+    if batch_size is not None:
+        return solve_streaming(problem, options, backend=backend, mesh=mesh, batch_size=batch_size,
+                               output=output, reduce=reduce, throw=throw, progress=progress)
     if backend == "jax":
         from sciml.ensemble._jax_backend import solve_jax
         ens = solve_jax(problem, options, mesh)

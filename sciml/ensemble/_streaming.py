@@ -1,0 +1,386 @@
+"""Streaming ensembles: ``solve_ensemble(..., batch_size=k, output=..., reduce=...)`` solves ``k``
+trajectories at a time (``k`` per device when ``backend="jax"`` shards over a mesh) and folds each chunk
+into a running result, so the memory of a run is one chunk's, whatever the number of trajectories.
+
+Every chunk has the same shape (the last is padded with copies of the last trajectory, which are masked
+out of every reduction and dropped from every concatenation), so the chunk program compiles once. For
+``backend="jax"`` the solve, ``output`` and ``reduce`` are one jitted program (a chunk's saved states
+never leave the device); the kernel backends solve a chunk and hand it to the same jitted fold.
+
+Statuses are tallied over every chunk (`StreamedEnsemble.status_counts`); ``throw=True`` stops at the
+first chunk with a failure and raises naming the trajectory's index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sciml import _validate as V
+from sciml._problem import Options, Problem
+from sciml.ensemble._reductions import Reduction, count_dtype
+from sciml.ensemble._solution import EnsembleSolution
+from sciml.solvers._status import SolveError, Status, describe
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamedEnsemble:
+    """What a streamed `sciml.solve_ensemble` with ``output=`` or ``reduce=`` returns.
+
+    Attributes:
+        value: ``reduce``'s result (e.g. `sciml.ensemble.Moments`), or without ``reduce`` the outputs of
+            every trajectory concatenated in trajectory order (NumPy arrays in host memory, leading axis
+            ``n_trajectories``).
+        status_counts: ``{status name: number of trajectories}`` over the whole ensemble, for every
+            :class:`sciml.Status` (reductions fold only the successful trajectories; these say how many
+            were left out and why).
+        n_trajectories: the number of trajectories solved.
+        first_failure: the index of the first failed trajectory, or None.
+    """
+
+    value: Any
+    status_counts: dict
+    n_trajectories: int
+    first_failure: int | None
+    failure_message: str | None = None
+
+    @property
+    def success(self) -> bool:
+        """True when every trajectory reached ``t1`` or a terminal event."""
+        return self.first_failure is None
+
+    def message(self) -> str:
+        """A summary of the statuses, naming the first failed trajectory and why it failed."""
+        if self.first_failure is None:
+            return f"All {self.n_trajectories} trajectories succeeded."
+        failed = sum(c for name, c in self.status_counts.items() if name not in ("SUCCESS", "EVENT"))
+        return (f"{failed} of {self.n_trajectories} trajectories failed ({_nonzero(self.status_counts)}); the "
+                f"first (index {self.first_failure}): {self.failure_message}")
+
+    def raise_if_failed(self) -> "StreamedEnsemble":
+        """Raise :class:`sciml.SolveError` if any trajectory failed; return ``self`` otherwise."""
+        if not self.success:
+            raise SolveError(self.message())
+        return self
+
+
+def check_streaming(batch_size, output, reduce, progress) -> None:
+    """The checks of the streaming arguments of `solve_ensemble` (before anything is traced)."""
+    if batch_size is None:
+        given = [name for name, v in (("output", output), ("reduce", reduce)) if v is not None]
+        given += ["progress"] if progress else []
+        if given:
+            raise ValueError(f"`{'`, `'.join(given)}` stream the ensemble in chunks: pass `batch_size=` (the "
+                             f"trajectories solved at a time, e.g. `batch_size=100_000`).")
+        return
+    V._check_count(batch_size, "batch_size", "100_000")
+    if output is not None and not callable(output):
+        raise TypeError(f"`output` must be a function of a chunk's `EnsembleSolution` (e.g. `lambda ens: "
+                        f"ens.ys[:, -1]`); got {type(output).__name__}.")
+    if reduce is not None and not isinstance(reduce, Reduction):
+        raise TypeError(f"`reduce` must be a reduction such as `sciml.ensemble.MeanVar()` or "
+                        f"`sciml.ensemble.Fold(initial, update)`; got {reduce!r} ({type(reduce).__name__}).")
+
+
+def solve_streaming(problem: Problem, options: Options, *, backend: str, mesh, batch_size: int,
+                    output: Callable | None, reduce: Reduction | None, throw: bool, progress: bool):
+    """Solve ``problem`` chunk by chunk; a `StreamedEnsemble`, or with neither ``output`` nor ``reduce``
+    the whole `EnsembleSolution` in host memory (NumPy arrays)."""
+    traced = [x for x in jax.tree_util.tree_leaves(problem) if isinstance(x, jax.core.Tracer)]
+    if traced:
+        raise TypeError("`batch_size=` streams the ensemble in a Python loop over chunks, so it cannot run inside "
+                        "`jax.jit`, `jax.grad` or `jax.vmap`; call it outside the transform, or drop `batch_size`.")
+    n = problem.n_traj
+    runner = (_JaxChunks if backend == "jax" else _KernelChunks)(problem, options, backend, mesh, batch_size)
+    whole = output is None and reduce is None
+    output = _whole if whole else _saved_states if output is None else output
+    fold = _compiled_fold(output, reduce)
+    values = jax.eval_shape(output, runner.structure)
+    _check_output(values, runner.lanes)
+    ens_struct = runner.structure
+    state = (_initial(reduce, values), _STATUS.init((ens_struct.status, None, ens_struct.t_final, ens_struct._last_dt)))
+    gathered = None if reduce is not None else jax.tree_util.tree_map(
+        lambda v: np.empty((n,) + tuple(v.shape[1:]), v.dtype), values)
+    bar = _progress_bar(n) if progress else None
+    pending = None  # (state, gathered chunk, start): at most one chunk in flight beyond the one being copied
+    try:
+        for start in range(0, n, runner.lanes):
+            state, chunk = runner.run(fold, state, start, n)
+            if pending is not None:
+                _finish_chunk(pending, gathered, n, runner.lanes, throw, bar, options)
+            pending = (state, chunk, start)
+        _finish_chunk(pending, gathered, n, runner.lanes, throw, bar, options)
+    finally:
+        if bar is not None:
+            bar.close()
+    user_state, status_state = state
+    counts, first, message = _status_summary(status_state, n, options)
+    if whole:
+        return gathered  # the EnsembleSolution, in host memory
+    value = reduce.finish(user_state) if reduce is not None else gathered
+    return StreamedEnsemble(value=value, status_counts=counts, n_trajectories=n, first_failure=first,
+                            failure_message=message)
+
+
+def _whole(ens):
+    return ens
+
+
+def _saved_states(ens):
+    """The default ``output`` of a reduction: the saved states."""
+    return ens.ys
+
+
+def _initial(reduce: Reduction | None, values):
+    """``reduce``'s first state, checked to keep its shapes and dtypes through an update."""
+    if reduce is None:
+        return None
+    state = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), reduce.init(values))
+    valid = jax.ShapeDtypeStruct(jax.tree_util.tree_leaves(values)[0].shape[:1], jnp.bool_)
+    after = jax.eval_shape(reduce.update, state, values, valid)
+
+    def describe_tree(tree):
+        leaves, treedef = jax.tree_util.tree_flatten(tree)
+        return treedef, [(tuple(x.shape), np.dtype(x.dtype).name) for x in leaves]
+
+    if describe_tree(after) != describe_tree(state):
+        raise ValueError(f"`reduce`'s update must keep its state's structure, shapes and dtypes from chunk to chunk "
+                         f"(every chunk has `batch_size` trajectories); it turned {describe_tree(state)} into "
+                         f"{describe_tree(after)}. Make `init` return the state `update` returns.")
+    return state
+
+
+def _check_output(values, lanes: int) -> None:
+    leaves = jax.tree_util.tree_leaves(values)
+    shapes = [tuple(x.shape) for x in leaves]
+    if not leaves or any(s[:1] != (lanes,) for s in shapes):
+        raise ValueError(f"`output` must return arrays with the chunk's trajectories on the leading axis (here "
+                         f"{lanes}); got shapes {shapes}. Write it for a chunk's `EnsembleSolution` (e.g. "
+                         f"`lambda ens: ens.ys[:, -1]`), or wrap a function of one trajectory in `jax.vmap`.")
+
+
+def _chunk_indices(start: int, lanes: int, n: int) -> np.ndarray:
+    """The trajectories of the chunk at ``start``; past ``n``, the last trajectory again (padding)."""
+    return np.minimum(np.arange(start, start + lanes), n - 1)
+
+
+def _take(x, start: int, lanes: int, n: int):
+    """The chunk of ``x`` (trajectories on the leading axis): a view for NumPy when no padding is needed,
+    one gather compiled once for JAX arrays."""
+    if isinstance(x, np.ndarray) and start + lanes <= n:
+        return x[start:start + lanes]
+    index = _chunk_indices(start, lanes, n)
+    if isinstance(x, jax.Array):
+        return jnp.take(x, jnp.asarray(index), axis=0)
+    if hasattr(x, "__cuda_array_interface__"):
+        import cupy
+        return x[cupy.asarray(index)]
+    return np.asarray(x)[index]
+
+
+def chunk_problem(problem: Problem, options: Options, start: int, lanes: int) -> Problem:
+    """The sub-ensemble of ``lanes`` trajectories from ``start`` (padded past the last)."""
+    n = problem.n_traj
+    take = functools.partial(_take, start=start, lanes=lanes, n=n)
+    return dataclasses.replace(problem, y0=jax.tree_util.tree_map(take, problem.y0),
+                               args=[take(x) if b else x for x, b in zip(problem.args, options.batched)])
+
+
+class _JaxChunks:
+    """``backend="jax"``: the vmapped (and sharded) solve, ``output`` and ``reduce`` in one jitted program."""
+
+    def __init__(self, problem, options, backend, mesh, batch_size):
+        from sciml.ensemble._jax_backend import _compiled, _place, default_mesh
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        mesh = default_mesh() if mesh is None else mesh
+        self.mesh = None if mesh is None or mesh.devices.size == 1 else mesh
+        devices = 1 if self.mesh is None else self.mesh.devices.size
+        n = problem.n_traj
+        self.lanes = min(batch_size, -(-n // devices)) * devices
+        self.problem, self.options = problem, options
+        self.solve_chunk = _SolveChunk(_compiled(options, self.mesh), options.max_steps)
+        shared = [x for x, b in zip(problem.args, options.batched) if not b]
+        values = (problem.t0, problem.t1, problem.ts, problem.rtol, problem.atol, problem.dt0)
+        self.place = lambda tree: tree
+        if self.mesh is not None:
+            split = NamedSharding(self.mesh, PartitionSpec(self.mesh.axis_names))
+            whole = NamedSharding(self.mesh, PartitionSpec())
+            shared, values = (jax.tree_util.tree_map(lambda x: _place(x, whole), t) for t in (shared, values))
+            self.place = lambda tree: jax.tree_util.tree_map(lambda x: _place(x, split), tree)
+        self.fixed = (shared, values)
+        self.structure = jax.eval_shape(self.solve_chunk, *self._inputs(0))
+
+    def _inputs(self, start):
+        chunk = chunk_problem(self.problem, self.options, start, self.lanes)
+        batched = [x for x, b in zip(chunk.args, self.options.batched) if b]
+        return self.place(chunk.y0), self.place(batched), *self.fixed
+
+    def run(self, fold, state, start, n):
+        return _compiled_jax_step(self.solve_chunk, fold)(state, start, n, *self._inputs(start))
+
+
+@dataclasses.dataclass(frozen=True)
+class _SolveChunk:
+    """The jitted solve of one chunk as a hashable value (it keys the fused step's cache)."""
+
+    solve: Callable
+    max_steps: int
+
+    def __call__(self, y0s, batched, shared, values):
+        ts, ys, t_final, y_final, status, stats, last_dt = self.solve(y0s, batched, shared, values)
+        return EnsembleSolution(ts=ts, ys=ys, t_final=t_final, y_final=y_final, status=status, stats=stats,
+                                _last_dt=last_dt, backend="jax", _max_steps=self.max_steps)
+
+
+class _KernelChunks:
+    """``backend="c"``/``"cupy"``: the kernel solves a chunk; the jitted fold reduces it."""
+
+    def __init__(self, problem, options, backend, mesh, batch_size):
+        from sciml.kernel import solve_c, solve_cupy
+
+        self.problem, self.options, self.backend = problem, options, backend
+        self.solve = solve_c if backend == "c" else solve_cupy
+        self.lanes = min(batch_size, problem.n_traj)
+        self._first = self._solve_chunk(0)
+        self.structure = jax.eval_shape(lambda e: e, self._first)
+
+    def _solve_chunk(self, start):
+        fields = self.solve(chunk_problem(self.problem, self.options, start, self.lanes), self.options)
+        ens = EnsembleSolution(**fields, backend=self.backend)
+        return jax.tree_util.tree_map(_as_jax, ens)
+
+    def run(self, fold, state, start, n):
+        ens = self._first if start == 0 else self._solve_chunk(start)
+        self._first = None
+        return fold(state, ens, start, n)
+
+
+def _as_jax(x):
+    """A chunk's field as a JAX array (CuPy results stay on the GPU through DLPack when JAX has one)."""
+    if hasattr(x, "__cuda_array_interface__"):
+        if any(d.platform == "gpu" for d in jax.devices()):
+            return jax.dlpack.from_dlpack(x)
+        return jnp.asarray(x.get())
+    return x
+
+
+class _StatusTally(Reduction):
+    """Counts of every `Status` code over the real trajectories, and the first failure (index, status,
+    time and last step, for its message). Folded with ``valid`` = not padding."""
+
+    def init(self, values):
+        status, _, t_final, last_dt = values
+        return dict(counts=jnp.zeros(len(Status), count_dtype()), first=jnp.asarray(np.iinfo(count_dtype()).max, count_dtype()),
+                    first_status=jnp.zeros((), status.dtype), first_t=jnp.zeros((), t_final.dtype),
+                    first_dt=jnp.zeros((), last_dt.dtype))
+
+    def update(self, state, values, valid):
+        status, index, t_final, last_dt = values
+        codes = jnp.arange(len(Status), dtype=status.dtype)
+        counts = state["counts"] + jnp.sum((status[:, None] == codes) & valid[:, None], axis=0, dtype=count_dtype())
+        failed = valid & (status != Status.SUCCESS) & (status != Status.EVENT)
+        candidates = jnp.where(failed, index, state["first"])
+        k = jnp.argmin(candidates)
+        earlier = candidates[k] < state["first"]
+
+        def pick(old, new):
+            return jnp.where(earlier, new, old).astype(old.dtype)
+
+        return dict(counts=counts, first=pick(state["first"], candidates[k]),
+                    first_status=pick(state["first_status"], status[k]),
+                    first_t=pick(state["first_t"], t_final[k]), first_dt=pick(state["first_dt"], last_dt[k]))
+
+
+_STATUS = _StatusTally()
+
+
+def _fold_chunk(output, reduce, state, ens, start, n):
+    """One chunk folded into ``state = (reduce's state, the status tally)``; also the chunk's outputs
+    when there is no reduction (to be copied to the host)."""
+    user_state, status_state = state
+    lanes = ens.status.shape[0]
+    index = jnp.asarray(start, count_dtype()) + jnp.arange(lanes, dtype=count_dtype())
+    real = index < n
+    status_state = _STATUS.update(status_state, (ens.status, index, ens.t_final, ens._last_dt), real)
+    values = output(ens)
+    if reduce is None:
+        return (None, status_state), values
+    new = reduce.update(user_state, values, real & ens.success)
+    # the same dtypes as the checked initial state, never weakly typed (one compile for every chunk)
+    new = jax.tree_util.tree_map(lambda s, old: jax.lax.convert_element_type(s, old.dtype), new, user_state)
+    return (new, status_state), None
+
+
+def _compiled_fold(output, reduce):
+    try:
+        return _compiled_fold_cached(output, reduce)
+    except TypeError:  # an unhashable output or reduction: compile for this call only
+        return jax.jit(functools.partial(_fold_chunk, output, reduce))
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_fold_cached(output, reduce):
+    return jax.jit(functools.partial(_fold_chunk, output, reduce))
+
+
+def _compiled_jax_step(solve_chunk, fold):
+    try:
+        return _compiled_jax_step_cached(solve_chunk, fold)
+    except TypeError:
+        return _make_jax_step(solve_chunk, fold)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_jax_step_cached(solve_chunk, fold):
+    return _make_jax_step(solve_chunk, fold)
+
+
+def _make_jax_step(solve_chunk, fold):
+    @jax.jit
+    def step(state, start, n, *inputs):
+        return fold(state, solve_chunk(*inputs), start, n)
+
+    return step
+
+
+def _finish_chunk(pending, gathered, n, lanes, throw, bar, options):
+    """Wait for a chunk, copy its outputs to the host, update the bar, and raise on failure if ``throw``."""
+    state, chunk, start = pending
+    jax.block_until_ready(state)
+    count = min(lanes, n - start)
+    if gathered is not None:
+        jax.tree_util.tree_map(lambda out, c: out.__setitem__(slice(start, start + count), np.asarray(c)[:count]),
+                               gathered, chunk)
+    if bar is not None:
+        bar.update(count)
+    if throw:
+        counts, first, message = _status_summary(state[1], n, options)
+        if first is not None:
+            raise SolveError(f"trajectory {first} of {n} failed (the streamed solve stopped after trajectories "
+                             f"0..{start + count - 1}; {_nonzero(counts)} so far): {message}")
+
+
+def _status_summary(status_state, n, options) -> tuple[dict, int | None, str | None]:
+    host = jax.device_get(status_state)
+    counts = {s.name: int(host["counts"][s]) for s in Status}
+    first = int(host["first"])
+    if first >= n:
+        return counts, None, None
+    message = describe(int(host["first_status"]), float(host["first_t"]), abs(float(host["first_dt"])),
+                       options.max_steps, time_dtype=np.dtype(host["first_t"].dtype).name)
+    return counts, first, message[0].upper() + message[1:]
+
+
+def _nonzero(counts: dict) -> str:
+    return ", ".join(f"{name}: {c}" for name, c in counts.items() if c)
+
+
+def _progress_bar(n: int):
+    from tqdm.auto import tqdm
+    return tqdm(total=n, unit="traj", desc="solve_ensemble", dynamic_ncols=True)
