@@ -98,8 +98,10 @@ def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes
         from sciml.ensemble._jax_backend import solve_jax
         ens = solve_jax(problem, options, mesh)
     elif backend == "c":
+        from sciml.ensemble._multiprocess import is_multiprocess, solve_c_global
         from sciml.kernel import solve_c
-        ens = EnsembleSolution(**solve_c(problem, options), backend="c")
+        ens = (solve_c_global(problem, options) if is_multiprocess()   # each process solves its share
+               else EnsembleSolution(**solve_c(problem, options), backend="c"))
     else:
         from sciml.kernel import solve_cupy
         ens = EnsembleSolution(**solve_cupy(problem, options), backend="cupy")

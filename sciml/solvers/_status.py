@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sciml.distributed import to_host
+
 
 class Status(enum.IntEnum):
     """Why a trajectory stopped. ``SUCCESS`` and ``EVENT`` are successes."""
@@ -85,10 +87,11 @@ def describe(status: int, t: float, dt: float, max_steps: int, looks_stiff: bool
 
 
 def host(x) -> np.ndarray:
-    """A NumPy copy of a JAX, NumPy or CuPy array."""
+    """A NumPy copy of a JAX, NumPy or CuPy array; of a global array split over processes, the whole of it
+    (gathered from every process: each must call this, as each runs the same program)."""
     if hasattr(x, "get") and hasattr(x, "__cuda_array_interface__"):
         return x.get()
-    return np.asarray(x)
+    return to_host(x)
 
 
 class Outcome:
