@@ -5,7 +5,7 @@ symmetric, eigenvalues -1, -3, -10 (stiffness ratio 10), ``phi(t) = (sin t, cos 
 ``y(t) = phi(t) + expm(A t) (y0 - phi(0))``. On such problems methods of low stage order lose order
 while ``h |lambda|`` is large (Hairer & Wanner II, Sec. IV.15); the step ranges below start where the
 classical order is already observable: Rodas5P from ``h |lambda|_max = 1.25``, Kvaerno5 (stage order 2)
-from 0.4. (On a linear autonomous problem Rodas5P's error constant makes it look like order 6, which is
+from 0.4, RadauIIA5 (stage order 3) from 1.25. (On a linear autonomous problem Rodas5P's error constant makes it look like order 6, which is
 why the forcing is there.) Fixed steps; the slope of log(error) against log(h) over three halvings
 must be within 0.2 of the order. BDF changes its order as it goes: it has no single order to fit.
 """
@@ -24,7 +24,7 @@ Y0 = np.array([1.0, 0.5, -0.3])
 _Q = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0]
 A = _Q @ np.diag([-1.0, -3.0, -10.0]) @ _Q.T
 # method: coarsest number of steps
-CASES = {S.Rodas5P: 16, S.Kvaerno5: 48, S.Rosenbrock23: 16}
+CASES = {S.Rodas5P: 16, S.Kvaerno5: 48, S.Rosenbrock23: 16, S.RadauIIA5: 8}
 
 
 def phi(t, xp=jnp):

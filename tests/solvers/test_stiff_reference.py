@@ -18,7 +18,7 @@ from sciml import solvers as S
 from tests.solvers.stiff_problems import PROBLEMS, reference, relative_error
 
 TOLERANCES = {S.Rodas5P: (1e-4, 1e-6, 1e-8), S.Kvaerno5: (1e-4, 1e-6, 1e-8), S.BDF: (1e-4, 1e-6, 1e-8),
-              S.Rosenbrock23: (1e-3, 1e-4)}
+              S.Rosenbrock23: (1e-3, 1e-4), S.RadauIIA5: (1e-4, 1e-6, 1e-8)}
 
 
 def test_every_stiff_method_is_in_the_matrix():
