@@ -4,9 +4,9 @@ Problem (Prothero-Robinson type, exact solution known): ``y' = A (y - phi(t)) + 
 symmetric, eigenvalues -1, -3, -10 (stiffness ratio 10), ``phi(t) = (sin t, cos 2t, exp(-t/2))``, so
 ``y(t) = phi(t) + expm(A t) (y0 - phi(0))``. On such problems methods of low stage order lose order
 while ``h |lambda|`` is large (Hairer & Wanner II, Sec. IV.15); the step ranges below start where the
-classical order is already observable: Rodas5P from ``h |lambda|_max = 1.25``, Kvaerno5 (stage order 2)
-from 0.4, RadauIIA5 (stage order 3) from 1.25. (On a linear autonomous problem Rodas5P's error constant makes it look like order 6, which is
-why the forcing is there.) Fixed steps; the slope of log(error) against log(h) over three halvings
+classical order is already observable: Rodas5P and RadauIIA5 (stage order 3) from ``h |lambda|_max =
+1.25``, Kvaerno5 (stage order 2) from 0.4. (On a linear autonomous problem Rodas5P's error constant makes
+it look like order 6, which is why the forcing is there.) Fixed steps; the slope of log(error) against log(h) over three halvings
 must be within 0.2 of the order. BDF changes its order as it goes: it has no single order to fit.
 """
 
