@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from sciml.kernel._ctypes import PRELUDES, TARGETS, c_type
+from sciml.kernel._kernel_callback import HOST_FAILED, host_field_source, is_host
 from sciml.kernel._kernel_control import kernel_controller
 from sciml.kernel._kernel_spec import (Ctx, KernelMethod, KernelSpec, arg_inputs, entry_parameters, lane_function,
                                        local_arg, state)
@@ -77,6 +78,8 @@ def _args_struct(spec: KernelSpec) -> str:
 
 def _rhs(spec: KernelSpec, ctx: Ctx) -> str:
     """``sciml_f(s, y, p, dir, dy)``: the translated vector field in forward time ``s = dir * t``, per lane."""
+    if is_host(spec):
+        return host_field_source(ctx)
     n = spec.n
     tr = Translator("v")
     inputs = [np.array(["t"], dtype=object), np.array([f"y[{j}][l]" for j in range(n)], dtype=object)]
@@ -244,7 +247,7 @@ def _trajectory(spec: KernelSpec, method: KernelMethod, ctx: Ctx) -> str:
             b.append(f"sciml_real dc[{method.dense_degree + 1}][{n}][SCIML_LANES];")
     loop = ["int any = 0;"]
     loop += lanes("active[l] = t[l] < s1 && status[l] == 0;", "any |= active[l];", simd=False)
-    loop += ["if (!any) break;"]
+    loop += [f"if (!any{' || ' + HOST_FAILED if is_host(spec) else ''}) break;"]
     loop += lanes("last[l] = dt[l] >= s1 - t[l] - snap;", "hs[l] = last[l] ? s1 - t[l] : dt[l];",
                   "h[l] = (sciml_real)hs[l];")
     loop += method.step(ctx)

@@ -22,7 +22,6 @@ def solve_on_host(problem, options):
     """``{"ys", "scalars"}`` of a one-trajectory ``problem`` solved by the kernel on the host, or None
     where the kernel does not serve it and ``options.backend`` is ``"auto"`` (``"c"`` raises why)."""
     from sciml.kernel._build import run_c, run_launch
-    from sciml.kernel._kernel_spec import stat_names
     from sciml.kernel._launch import _aval, arg_inputs, host_tolerance, outputs, time_inputs
 
     if gave_up(options.backend):
@@ -68,7 +67,15 @@ def solve_on_host(problem, options):
             args=arg_inputs(problem.args, avals, 1, np, np.asarray),
             tp=tp, ts=ts, m=m, tol=tol, max_steps=options.max_steps, **outputs(spec, method, 1, m, np))
         run_launch(launch, "c-single")
-    stats = dict(zip(stat_names(launch.method), launch.iout[0].tolist()))
+    return host_result(launch, problem)
+
+
+def host_result(launch, problem, **counts) -> dict:
+    """``{"ys", "scalars"}`` (what `sciml.solve_ivp` builds its result from) of a finished one-trajectory
+    launch; ``counts`` replace the kernel's own ``nfev``/``njev``."""
+    from sciml.kernel._kernel_spec import stat_names
+
+    stats = dict(zip(stat_names(launch.method), launch.iout[0].tolist()), **counts)
     direction = 1.0 if problem.t1 >= problem.t0 else -1.0
     scalars = [stats["status"], launch.tout[0, 0] * direction, launch.tout[0, 1], 0, stats["nfev"],
                stats.get("njev", 0), stats.get("nlu", 0)]

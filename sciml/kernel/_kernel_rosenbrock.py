@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sciml.kernel._kernel_callback import host_jacobian_source, is_host
 from sciml.kernel._kernel_spec import Ctx, KernelMethod, arg_inputs, combine, lane_function, state
 from sciml.kernel._translate import Translator
 
@@ -49,7 +50,8 @@ class RosenbrockKernel(KernelMethod):
         return jax.make_jaxpr(jac)(t_struct, jax.ShapeDtypeStruct(y_flat.shape, y_flat.dtype), *dynamic)
 
     def helpers(self, ctx: Ctx) -> list[str]:
-        return [_jacobian_function(ctx), _lu_functions(ctx)]
+        jacobian = host_jacobian_source(ctx) if is_host(ctx.spec) else _jacobian_function(ctx)
+        return [jacobian, _lu_functions(ctx)]
 
     def declarations(self, ctx: Ctx) -> list[str]:
         n = ctx.n
@@ -59,7 +61,7 @@ class RosenbrockKernel(KernelMethod):
 
     def step(self, ctx: Ctx) -> list[str]:
         tab, us, n, R = self.tab, self.us, ctx.n, ctx.R
-        lines = ["sciml_jac(t, y, &P, dir, W, dfdt);"]
+        lines = ["sciml_jac_host(t, y, f0, dir, W, dfdt);" if is_host(ctx.spec) else "sciml_jac(t, y, &P, dir, W, dfdt);"]
         lines += ctx.lanes(f"hg[l] = h[l] * {R(tab.gamma)};",
                            f"for (int j = 0; j < {n}; ++j) for (int k = 0; k < {n}; ++k)",
                            f"    W[j][k][l] = (j == k ? {R(1)} : {R(0)}) - hg[l] * W[j][k][l];")

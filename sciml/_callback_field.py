@@ -1,0 +1,271 @@
+"""`sciml.solve_ivp` for any Python callable: a field JAX cannot trace (NumPy, a Python ``if`` on ``t``,
+a call into another library) runs with the integration loop compiled and only the field called back.
+
+The choice is made once per field: `sciml.solve_ivp` traces ``fun`` the first time it sees it; a tracer
+error there marks it as a Python field (`known_python_field`; ``backend="auto"`` and ``"c"`` go on
+silently, ``backend="jax"`` raises), and its later calls come straight here. A Python field runs
+
+* in the generated C kernel (`sciml.kernel.solve_python_field`): the kernel's loop, ``fun`` called
+  through a ``ctypes`` function pointer, finite-difference Jacobians (`PythonField.jacobian`) for
+  Rosenbrock methods; the fast path, for the calls the kernel serves (``t_eval``, no events, no dense
+  output, explicit Runge-Kutta or Rodas5P, float32/float64), else
+* in the jitted XLA loop with ``fun`` (and the events) as `jax.pure_callback`s and the same
+  finite-difference Jacobian as the field's derivative (`jax_options`): every feature of the traced
+  path (events, dense output, every method, complex states), at ~0.1 ms per evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sciml.kernel import solve_python_field
+
+#: per pipeline field (one per user ``fun``) that JAX could not trace: the error tracing it raised
+_TRACE_ERRORS: dict = {}
+#: exceptions raised by ``fun`` inside the XLA loop's callbacks during the current solve (XLA would
+#: otherwise turn them into a runtime error without the user's traceback)
+_XLA_ERRORS: list = []
+
+
+class PythonField:
+    """``fun(t, y, *args)`` evaluated with NumPy: a length-``n`` array in ``dtype`` per call, checked,
+    and counted (``nfev``, ``njev``); the first exception it raises is kept in ``error`` by the
+    ``*_into`` forms that compiled code calls, and re-raised by `raise_error`.
+
+    ``vectorized``: ``fun`` takes ``y`` of shape ``(n, k)`` (scipy's convention); single evaluations
+    pass ``(n, 1)``, and a finite-difference Jacobian is one call.
+    """
+
+    def __init__(self, fun, args: tuple, n: int, dtype, vectorized: bool = False, t_span=(-np.inf, np.inf)):
+        self.fun, self.args, self.n, self.dtype, self.vectorized = fun, args, n, np.dtype(dtype), vectorized
+        self.t_lo, self.t_hi = min(t_span), max(t_span)
+        self.nfev = self.njev = 0
+        self.error: BaseException | None = None
+
+    def __call__(self, t, y) -> np.ndarray:
+        self.nfev += 1
+        if self.vectorized:
+            return self._checked(self.fun(t, y[:, None], *self.args), (self.n, 1)).reshape(self.n)
+        return self._checked(self.fun(t, y, *self.args), (self.n,))
+
+    def _checked(self, out, shape) -> np.ndarray:
+        out = np.asarray(out)
+        if out.shape != shape:
+            raise ValueError(f"`fun(t, y, *args)` must return dy/dt of shape {shape} (the shape of `y`); got "
+                             f"shape {out.shape}.")
+        if out.dtype.kind == "c" and self.dtype.kind != "c":
+            raise TypeError(f"`fun(t, y, *args)` returned a complex dy/dt for a real `y0`; its imaginary part "
+                            f"would be dropped. Pass a complex `y0` (e.g. `y0.astype(complex)`).")
+        return out
+
+    def jacobian(self, t, y, f0) -> tuple[np.ndarray, np.ndarray]:
+        """``(df/dy, df/dt)`` at ``(t, y)`` by forward differences from ``f0 = f(t, y)`` (steps of
+        ``sqrt(eps) max(1, |y_k|)``, made exact in floating point; ``t`` steps towards the span's
+        inside, so ``fun`` is never called outside it)."""
+        self.njev += 1
+        eps = np.finfo(self.dtype).eps
+        h = np.sqrt(eps) * np.maximum(1.0, np.abs(y))
+        h = ((y + h) - y).real.astype(self.dtype)
+        if self.vectorized:
+            self.nfev += 1
+            F = self._checked(self.fun(t, y[:, None] + np.diag(h), *self.args), (self.n, self.n))
+            J = (F - f0[:, None]) / h
+        else:
+            J = np.empty((self.n, self.n), np.result_type(self.dtype, f0))
+            for k in range(self.n):
+                yk = y.copy()
+                yk[k] = y[k] + h[k]
+                J[:, k] = (self(t, yk) - f0) / h[k]
+        ht = float(np.sqrt(eps) * max(1.0, abs(t)))
+        ht = ht if t + ht <= self.t_hi else -ht
+        ht = (t + ht) - t
+        return J, (self(t + ht, y) - f0) / ht
+
+    def jacobian_at(self, t, y) -> tuple[np.ndarray, np.ndarray]:
+        """`jacobian` at ``(t, y)`` (one more call for ``f(t, y)``)."""
+        return self.jacobian(t, y, self(t, y))
+
+    def evaluate_into(self, t: float, y: np.ndarray, dy: np.ndarray) -> int:
+        """``dy[:] = f(t, y)``; 0, or 1 with the exception kept (for a C caller, which cannot take one)."""
+        try:
+            dy[:] = self(t, y.copy())
+            return 0
+        except BaseException as err:  # noqa: BLE001 - re-raised by raise_error once the kernel returns
+            self.error = err
+            return 1
+
+    def jacobian_into(self, t: float, y: np.ndarray, f0: np.ndarray, J: np.ndarray, dfdt: np.ndarray) -> int:
+        """``J[:], dfdt[:] = jacobian(t, y, f0)``; 0, or 1 with the exception kept."""
+        try:
+            J[:], dfdt[:] = self.jacobian(t, y.copy(), f0.copy())
+            return 0
+        except BaseException as err:  # noqa: BLE001
+            self.error = err
+            return 1
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise err
+
+
+def known_python_field(f) -> bool:
+    """Whether the pipeline field ``f`` (one object per user ``fun``) already failed to trace: its later
+    calls go straight to `solve_with_callback`, without tracing it again."""
+    try:
+        return f in _TRACE_ERRORS
+    except TypeError:  # an unhashable callable
+        return False
+
+
+def solve_with_callback(call, fun, vectorized: bool, error: Exception | None, solve_traced):
+    """`sciml.solve_ivp`'s result for a ``fun`` that JAX cannot trace (``error``: what tracing raised,
+    None when `known_python_field`). ``call`` is the checked call (its ``problem``, ``options``, ``mode``,
+    times and ``y0``); ``solve_traced(call)`` is the traced path's solve, run here with the field called
+    back from the XLA loop where the kernel does not serve the call. ``backend="jax"`` raises a TypeError
+    naming the fix; an exception raised by ``fun`` reaches the caller with its own traceback."""
+    from sciml._ode_result import result
+
+    options, problem = call.options, call.problem
+    if error is not None:
+        _remember(options.f, error)
+    error = error or _TRACE_ERRORS.get(options.f)
+    if options.backend == "jax":
+        raise TypeError(f"`backend=\"jax\"` needs a `fun` that JAX can trace (written with `jax.numpy`, no Python "
+                        f"`if` on `t` or `y`); tracing it raised {type(error).__name__}: {error}. Use "
+                        f"`backend=\"auto\"` (the default) to run it as a Python callback.") from error
+    args = tuple(options.static_args.rebuild(list(problem.args)))
+    y0 = np.asarray(call.y0)
+    dtype = _state_dtype(fun, y0, args, float(problem.t0), vectorized)
+    field = PythonField(fun, args, y0.size, dtype, vectorized, (float(problem.t0), float(problem.t1)))
+    problem = dataclasses.replace(problem, y0=np.asarray(y0, dtype))
+    out = solve_python_field(field, problem, options)
+    if out is not None:
+        return result(out, None, "ts", call.t0, call.t1, call.t_eval, 0, options.max_steps, call.max_events)
+    options = dataclasses.replace(options, backend="jax", f=_callback_field(fun, vectorized, dtype.str),
+                                  events=options.events and tuple(
+                                      dataclasses.replace(e, cond=_callback_event(e.cond)) for e in options.events))
+    _XLA_ERRORS.clear()
+    try:
+        res = solve_traced(dataclasses.replace(call, problem=problem, options=options))
+    finally:
+        failed, _XLA_ERRORS[:] = list(_XLA_ERRORS), []
+    if failed:
+        raise failed[0]
+    return res
+
+
+def _remember(f, error) -> None:
+    try:
+        if len(_TRACE_ERRORS) >= 256:
+            _TRACE_ERRORS.pop(next(iter(_TRACE_ERRORS)))
+        _TRACE_ERRORS[f] = error
+    except TypeError:  # an unhashable callable: traced again on every call
+        pass
+
+
+def _state_dtype(fun, y0, args, t0, vectorized) -> np.dtype:
+    """``result_type(y0, fun(t0, y0))``, as the traced path integrates in (one call, not counted)."""
+    probe = PythonField(fun, args, y0.size, y0.dtype, vectorized)
+    dtype = np.result_type(y0.dtype, probe(t0, y0.copy()).dtype)
+    if not np.issubdtype(dtype, np.inexact):
+        dtype = np.dtype(np.float64)
+    return np.dtype(dtype)
+
+
+@functools.lru_cache(maxsize=128)
+def _callback_field(fun, vectorized: bool, dtype: str):
+    """The pipeline's ``f(t, y, args)`` calling ``fun`` back from XLA, one object per ``(fun, vectorized,
+    dtype)`` (so compiled programs are found again); dy/dt in ``result_type(y, dtype)``, ``dtype`` being
+    what ``fun`` returns. Its derivative in ``y`` and ``t`` is the finite-difference Jacobian, which the
+    stiff methods use."""
+
+    def f(t, y, args):
+        arrays, rebuild = _split(args)
+        out_dtype = jnp.result_type(y.dtype, np.dtype(dtype))
+
+        def host(dynamic) -> PythonField:
+            return PythonField(fun, tuple(rebuild(dynamic)), y.size, out_dtype, vectorized)
+
+        def call(name, shapes, t, y, dynamic):
+            run = _guarded(lambda t, y, *d: getattr(host(d), name)(t.item(), np.array(y)), shapes)
+            return jax.pure_callback(run, shapes, t, y, *dynamic, vmap_method="sequential")
+
+        vector = jax.ShapeDtypeStruct(y.shape, out_dtype)
+
+        @jax.custom_jvp
+        def g(t, y, dynamic):
+            return call("__call__", vector, t, y, dynamic)
+
+        def rule(primals, tangents):
+            t, y, dynamic = primals
+            dt, dy, ddynamic = tangents
+            if not all(_is_zero(d) for d in ddynamic):
+                raise TypeError("a Python `fun` (run as a callback) cannot be differentiated with respect to `args`.")
+            out = g(t, y, dynamic)
+            J, dfdt = call("jacobian_at", (jax.ShapeDtypeStruct((y.size, y.size), out_dtype), vector), t, y, dynamic)
+            tangent = jnp.zeros_like(out)
+            if not _is_zero(dy):
+                tangent = tangent + J @ dy.astype(out_dtype)
+            if not _is_zero(dt):
+                tangent = tangent + dfdt * dt.astype(out_dtype)
+            return out, tangent
+
+        g.defjvp(rule, symbolic_zeros=True)
+        return g(t, y, arrays)
+
+    return f
+
+
+@functools.lru_cache(maxsize=128)
+def _callback_event(cond):
+    """An event's ``cond(t, y, args)`` called back from XLA (a real scalar in the state's real dtype)."""
+
+    def c(t, y, args):
+        arrays, rebuild = _split(args)
+        real = jnp.zeros((), y.dtype).real.dtype
+
+        shape = jax.ShapeDtypeStruct((), real)
+        run = _guarded(lambda t, y, *d: cond(t.item(), np.array(y), rebuild(d)), shape)
+        return jax.pure_callback(run, shape, t, y, *arrays, vmap_method="sequential")
+
+    return c
+
+
+def _guarded(fn, shapes):
+    """``fn`` for `jax.pure_callback`: its outputs as ``shapes`` says; once a call has raised, NaNs (which
+    stop the loop) and no more calls, the exception kept in `_XLA_ERRORS` for the solve to re-raise."""
+    many = isinstance(shapes, tuple)
+
+    def run(*inputs):
+        if not _XLA_ERRORS:
+            try:
+                out = fn(*inputs)
+                return tuple(np.asarray(o, s.dtype) for o, s in zip(out, shapes)) if many else np.asarray(out, shapes.dtype)
+            except Exception as err:  # noqa: BLE001
+                _XLA_ERRORS.append(err)
+        nan = lambda s: np.full(s.shape, np.nan, s.dtype)  # noqa: E731
+        return tuple(nan(s) for s in shapes) if many else nan(shapes)
+
+    return run
+
+
+def _split(args):
+    """``(traced leaves of args, rebuild)``: ``rebuild(values)`` is ``args`` with those leaves replaced."""
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    traced = [isinstance(x, jax.Array) for x in leaves]
+
+    def rebuild(values):
+        it = iter(values)
+        return jax.tree_util.tree_unflatten(treedef, [next(it) if d else x for x, d in zip(leaves, traced)])
+
+    return [x for x, d in zip(leaves, traced) if d], rebuild
+
+
+def _is_zero(t) -> bool:
+    return isinstance(t, jax.custom_derivatives.SymbolicZero)

@@ -1,0 +1,110 @@
+"""The generated kernel run from the host with the vector field called back into Python: what
+`sciml.solve_ivp` uses for a field JAX cannot trace (NumPy, Python control flow on ``t``, a call into
+another library).
+
+The integration loop is the kernel's compiled C (`_codegen.py` with ``rhs=HOST``, see
+`_kernel_callback.py`); only the field, and for Rosenbrock methods its Jacobian, run in Python, each
+through a ``ctypes`` function pointer that reads the state from a NumPy buffer and writes into
+another. The kernel's source depends on the size, dtypes, method and step-size controller only, so
+every Python field of one shape shares one build.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import functools
+import threading
+
+import jax
+import numpy as np
+
+from sciml._validate import time_dtype as time_dtype_of
+from sciml.kernel._host import _unserved, host_result
+from sciml.kernel._kernel_callback import HOST
+from sciml.kernel._kernel_spec import KernelSpec
+from sciml.kernel._xla import fall_back, gave_up, not_served
+
+#: ``int callback(double t)``: 0 when the buffers are filled, nonzero when the Python side failed
+CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_double)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _HostKernel:
+    spec: KernelSpec
+    method: object
+    entry: object
+    pointer: tuple
+    set_host: object
+    busy: threading.Lock
+
+
+@functools.lru_cache(maxsize=64)
+def _host_kernel(solver, controller, n: int, state_dtype: str, time_dtype: str, save: bool, adaptive: bool,
+                 auto_dt0: bool) -> _HostKernel:
+    """The built callback kernel for one (method, controller, size, dtypes, mode)."""
+    from sciml.kernel._build import _entry_point, load_library
+    from sciml.kernel._launch import kernel_method, kernel_static_controller, source_for
+
+    method = kernel_method(solver)
+    spec = KernelSpec(rhs=HOST, n=n, state_dtype=np.dtype(state_dtype), time_dtype=np.dtype(time_dtype), args=(),
+                      save=save, adaptive=adaptive, auto_dt0=auto_dt0,
+                      controller=kernel_static_controller(controller),
+                      jac=HOST if hasattr(method, "jacobian_jaxpr") else None)
+    library = load_library(source_for(spec, method, "c-single"))
+    entry, pointer = _entry_point(spec, method, "c-single")
+    set_host = library.sciml_set_host
+    set_host.restype = None
+    set_host.argtypes = [CALLBACK, CALLBACK] + [ctypes.c_void_p] * 4
+    return _HostKernel(spec, method, entry, pointer, set_host, threading.Lock())
+
+
+def solve_python_field(field, problem, options) -> dict | None:
+    """``{"ys", "scalars"}`` of a one-trajectory ``problem`` whose field is ``field`` (a
+    `sciml._callback_field.PythonField`), solved by the kernel with the field called back; None where
+    the kernel does not serve the call and ``options.backend`` is ``"auto"`` (``"c"`` raises why).
+
+    An exception raised by the field stops the solve and is raised here, with its own traceback.
+    """
+    from sciml.kernel._build import run_launch
+    from sciml.kernel._launch import Launch, host_tolerance, outputs, time_inputs
+
+    if gave_up(options.backend):
+        return None
+    y0 = np.asarray(problem.y0)
+    reason = _unserved(problem, options, np.zeros((), field.dtype))
+    if reason:
+        if options.backend == "c":
+            raise not_served(reason, "call")
+        return None
+    real, n = field.dtype, int(y0.size)
+    ts_user = np.asarray(problem.ts)
+    time_dtype = np.dtype(time_dtype_of(problem.t0, problem.t1, ts_user, real))
+    try:
+        kernel = _host_kernel(options.solver, options.controller, n, real.str, time_dtype.str, True,
+                              options.adaptive, options.auto_dt0)
+    except Exception as err:
+        if not fall_back(err, options.backend):
+            raise
+        return None
+    if not kernel.busy.acquire(blocking=False):  # a field that itself solves with the same kernel
+        return None
+    try:
+        spec, method = kernel.spec, kernel.method
+        tp, ts, m, _ = time_inputs(problem.t0, problem.t1, problem.dt0, options.max_step, ts_user, time_dtype)
+        tol = np.concatenate([host_tolerance(tol, name, jax.tree_util.tree_structure(y0), ((y0.shape, real),), real, n)
+                              for tol, name in ((problem.rtol, "rtol"), (problem.atol, "atol"))])
+        launch = Launch(spec=spec, method=method, n_traj=1, y0s=np.ascontiguousarray(y0.reshape(1, n), real),
+                        args=[], tp=tp, ts=ts, m=m, tol=tol, max_steps=options.max_steps,
+                        **outputs(spec, method, 1, m, np))
+        y, dy = np.zeros(n, real), np.zeros(n, real)
+        J, dfdt = np.zeros((n, n) if spec.jac is not None else 1, real), np.zeros(n, real)
+        # the ctypes objects must live until the kernel returns
+        c_field = CALLBACK(lambda t: field.evaluate_into(t, y, dy))
+        c_jac = CALLBACK(lambda t: field.jacobian_into(t, y, dy, J, dfdt))
+        kernel.set_host(c_field, c_jac, y.ctypes.data, dy.ctypes.data, J.ctypes.data, dfdt.ctypes.data)
+        run_launch(launch, "c-single")
+    finally:
+        kernel.busy.release()
+    field.raise_error()
+    return host_result(launch, problem, nfev=field.nfev, njev=field.njev)
