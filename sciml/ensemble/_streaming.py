@@ -3,9 +3,11 @@ trajectories at a time (``k`` per device when ``backend="jax"`` shards over a me
 into a running result, so the memory of a run is one chunk's, whatever the number of trajectories.
 
 Every chunk has the same shape (the last is padded with copies of the last trajectory, which are masked
-out of every reduction and dropped from every concatenation), so the chunk program compiles once. For
-``backend="jax"`` the solve, ``output`` and ``reduce`` are one jitted program (a chunk's saved states
-never leave the device); the kernel backends solve a chunk and hand it to the same jitted fold.
+out of every reduction and dropped from every concatenation), so each program compiles once: the solve
+of a chunk (``backend="jax"``: the ensemble's own vmapped, sharded program; ``"c"``/``"cupy"``: the
+kernel) and the jitted fold of ``output`` and ``reduce`` over it. The two are separate so that a new
+reduction does not recompile the solver; with ``backend="jax"`` a chunk's saved states stay on the
+device between them.
 
 Statuses are tallied over every chunk (`StreamedEnsemble.status_counts`); ``throw=True`` stops at the
 first chunk with a failure and raises naming the trajectory's index.
@@ -110,7 +112,7 @@ def solve_streaming(problem: Problem, options: Options, *, backend: str, mesh, b
     pending = None  # (state, gathered chunk, start): at most one chunk in flight beyond the one being copied
     try:
         for start in range(0, n, runner.lanes):
-            state, chunk = runner.run(fold, state, start, n)
+            state, chunk = fold(state, runner.chunk(start), start, n)
             if pending is not None:
                 _finish_chunk(pending, gathered, n, runner.lanes, throw, bar, options)
             pending = (state, chunk, start)
@@ -221,13 +223,13 @@ class _JaxChunks:
         batched = [x for x, b in zip(chunk.args, self.options.batched) if b]
         return self.place(chunk.y0), self.place(batched), *self.fixed
 
-    def run(self, fold, state, start, n):
-        return _compiled_jax_step(self.solve_chunk, fold)(state, start, n, *self._inputs(start))
+    def chunk(self, start):
+        return self.solve_chunk(*self._inputs(start))
 
 
 @dataclasses.dataclass(frozen=True)
 class _SolveChunk:
-    """The jitted solve of one chunk as a hashable value (it keys the fused step's cache)."""
+    """One chunk's solve: the compiled vmapped (sharded) solve, its outputs as an `EnsembleSolution`."""
 
     solve: Callable
     max_steps: int
@@ -255,10 +257,10 @@ class _KernelChunks:
         ens = EnsembleSolution(**fields, backend=self.backend)
         return jax.tree_util.tree_map(_as_jax, ens)
 
-    def run(self, fold, state, start, n):
+    def chunk(self, start):
         ens = self._first if start == 0 else self._solve_chunk(start)
         self._first = None
-        return fold(state, ens, start, n)
+        return ens
 
 
 def _as_jax(x):
@@ -327,26 +329,6 @@ def _compiled_fold(output, reduce):
 @functools.lru_cache(maxsize=32)
 def _compiled_fold_cached(output, reduce):
     return jax.jit(functools.partial(_fold_chunk, output, reduce))
-
-
-def _compiled_jax_step(solve_chunk, fold):
-    try:
-        return _compiled_jax_step_cached(solve_chunk, fold)
-    except TypeError:
-        return _make_jax_step(solve_chunk, fold)
-
-
-@functools.lru_cache(maxsize=32)
-def _compiled_jax_step_cached(solve_chunk, fold):
-    return _make_jax_step(solve_chunk, fold)
-
-
-def _make_jax_step(solve_chunk, fold):
-    @jax.jit
-    def step(state, start, n, *inputs):
-        return fold(state, solve_chunk(*inputs), start, n)
-
-    return step
 
 
 def _finish_chunk(pending, gathered, n, lanes, throw, bar, options):
