@@ -21,6 +21,7 @@ from jax import lax
 from sciml.solvers._base import AbstractSolver, dense_degree
 from sciml.solvers._control import PIController, guess_order, initial_step, step_cap
 from sciml.solvers._events import EventSet
+from sciml.solvers._lockstep import while_active
 from sciml.solvers._saving import SavePoints, StepPoly
 from sciml.solvers._status import Status
 
@@ -57,6 +58,11 @@ class LoopState(NamedTuple):
     rec_dense: jax.Array            # (M, degree + 1, n) step polynomials
     events: Any
     jump_idx: jax.Array             # next jump to apply
+    rec_method: jax.Array           # (M,) int32 method of each accepted step (solvers with `method_index`)
+
+
+#: LoopState fields written only where a finished trajectory's writes are harmless (see _lockstep.py)
+_BUFFERS = frozenset({"rec_t", "rec_dt", "rec_y", "rec_dense"})
 
 
 class LoopResult(NamedTuple):
@@ -72,6 +78,7 @@ class LoopResult(NamedTuple):
     rec_dense: jax.Array
     n_accept: jax.Array
     events: Any
+    rec_method: Any = None          # (M,) which method took each recorded step (AutoSwitch), else (0,)
 
 
 def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt0,
@@ -104,9 +111,12 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
     degree = _dense_degree(solver, fb, t0, y0, dt, f0, rtol, atol)
     nan_y = jnp.full((n,), jnp.nan, y0.dtype)
     M_rec = M if cfg.record_steps or cfg.record_dense else 0
-    rec_t = jnp.full((M_rec + 1,), jnp.inf, time_dtype).at[0].set(t0)
-    rec_y = jnp.broadcast_to(nan_y, (M_rec + 1, n)).at[0].set(y0) if M_rec else jnp.zeros((1, n), y0.dtype)
-    rec_dense = jnp.zeros((M if cfg.record_dense else 0, degree + 1, n), y0.dtype)
+    # One scratch row past the end of each record: see _lockstep.py (sliced off after the loop).
+    scratch = 1 if M_rec else 0
+    rec_t = jnp.full((M_rec + 1 + scratch,), jnp.inf, time_dtype).at[0].set(t0)
+    rec_y = (jnp.broadcast_to(nan_y, (M_rec + 2, n)).at[0].set(y0) if M_rec else jnp.zeros((1, n), y0.dtype))
+    M_dense = M + 1 if cfg.record_dense else 0
+    rec_dense = jnp.zeros((M_dense, degree + 1, n), y0.dtype)
 
     saver = SavePoints(ts, n, y0.dtype) if m else None
 
@@ -115,14 +125,18 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
         jump_ts = jnp.concatenate([jump_ts.astype(time_dtype), jnp.full((1,), jnp.inf, time_dtype)])
         jump_values = jnp.concatenate([jump_values, jnp.zeros((1, n), y0.dtype)])
     int_zero = jnp.zeros((), jnp.int32)
+    # A solver that picks one of several methods per step (AutoSwitch) records the pick, so that the
+    # reverse sweep of `Direct` replays each step with the method that took it.
+    tagged = bool(M_rec) and hasattr(solver, "method_index")
+    rec_method = jnp.zeros((M_rec if tagged else 0,), jnp.int32)
     finite0 = jnp.all(jnp.isfinite(y0)) & jnp.all(jnp.isfinite(f0))
     state = LoopState(
         t=t0, y=y0, f0=f0, dt=dt, controller=controller.init(real_dtype),
         solver=_solver_init(solver, fb, t0, y0, f0, dt, rtol, atol), n_attempt=int_zero, n_accept=int_zero,
         n_dense=int_zero,
         status=jnp.where(finite0, Status.SUCCESS, Status.NONFINITE).astype(jnp.int32),
-        saves=saver.init(t0, y0) if m else (), rec_t=rec_t, rec_dt=jnp.full((M_rec,), jnp.nan, time_dtype),
-        rec_y=rec_y, rec_dense=rec_dense, events=ev_state, jump_idx=int_zero)
+        saves=saver.init(t0, y0) if m else (), rec_t=rec_t, rec_dt=jnp.full((M_rec + scratch,), jnp.nan, time_dtype),
+        rec_y=rec_y, rec_dense=rec_dense, events=ev_state, jump_idx=int_zero, rec_method=rec_method)
 
     def cond_fun(s: LoopState):
         return (s.t < t1) & (s.status == Status.SUCCESS)
@@ -187,7 +201,7 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
             f1 = lax.cond(jumped, lambda: fb(t_end, y_end), lambda: f1)
             jump_idx = jump_idx + jumped.astype(jnp.int32)
 
-        rec_t, rec_dt, rec_y, rec_dense = s.rec_t, s.rec_dt, s.rec_y, s.rec_dense
+        rec_t, rec_dt, rec_y, rec_dense, rec_method = s.rec_t, s.rec_dt, s.rec_y, s.rec_dense, s.rec_method
         if M_rec:
             # Written at every attempt: a rejected candidate's slot is overwritten by the next
             # accepted step, and slots past the last accepted step are masked after the loop.
@@ -197,6 +211,8 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
             rec_y = _put(rec_y, k + 1, y_end)
             if cfg.record_dense:
                 rec_dense = _put(rec_dense, k, coeffs)
+            if tagged:
+                rec_method = _put(rec_method, k, solver.method_index(s.solver))
 
         n_attempt = s.n_attempt + 1
         t_next = jnp.where(accept, t_end, s.t)
@@ -217,16 +233,16 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
             controller=cstate, solver=sstate, n_attempt=n_attempt,
             n_accept=s.n_accept + accept.astype(jnp.int32), n_dense=n_dense, status=status,
             saves=saves, rec_t=rec_t, rec_dt=rec_dt, rec_y=rec_y, rec_dense=rec_dense,
-            events=ev_state, jump_idx=jump_idx)
+            events=ev_state, jump_idx=jump_idx, rec_method=rec_method)
 
-    s = lax.while_loop(cond_fun, body_fun, state)
+    s = while_active(cond_fun, body_fun, state, _BUFFERS)
     ys_out = saver.finish(s.saves) if m else jnp.zeros((0, n), y0.dtype)
-    rec_t, rec_dt, rec_y = s.rec_t, s.rec_dt, s.rec_y
+    rec_t, rec_dt, rec_y, rec_dense = s.rec_t, s.rec_dt, s.rec_y, s.rec_dense[:M if M_dense else 0]
     if M_rec:
         rows = jnp.arange(M_rec + 1)
-        rec_t = jnp.where(rows <= s.n_accept, rec_t, jnp.inf)
-        rec_dt = jnp.where(rows[:-1] < s.n_accept, rec_dt, jnp.nan)
-        rec_y = jnp.where((rows <= s.n_accept)[:, None], rec_y, nan_y[None, :])
+        rec_t = jnp.where(rows <= s.n_accept, rec_t[:-1], jnp.inf)
+        rec_dt = jnp.where(rows[:-1] < s.n_accept, rec_dt[:-1], jnp.nan)
+        rec_y = jnp.where((rows <= s.n_accept)[:, None], rec_y[:-1], nan_y[None, :])
     nfev = (1 + (dt0 is None) + solver.fevals_per_step * s.n_attempt
             + (0 if solver.fsal else 1) * s.n_accept + solver.fevals_dense * s.n_dense + s.jump_idx)
     stats = {"nfev": nfev.astype(jnp.int32), "naccept": s.n_accept, "nreject": s.n_attempt - s.n_accept}
@@ -235,8 +251,8 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
     stats["nfev"] = stats["nfev"] + extra.pop("nfev", 0)
     stats.update(extra)
     return LoopResult(t=s.t, y=s.y, ys=ys_out, status=s.status, stats=stats, dt=s.dt, rec_t=rec_t,
-                      rec_dt=rec_dt, rec_y=rec_y, rec_dense=s.rec_dense, n_accept=s.n_accept,
-                      events=s.events)
+                      rec_dt=rec_dt, rec_y=rec_y, rec_dense=rec_dense, n_accept=s.n_accept,
+                      events=s.events, rec_method=s.rec_method)
 
 
 def _solver_init(solver, fb, t0, y0, f0, dt, rtol, atol):
