@@ -144,35 +144,79 @@ def raise_on_failure(values, status, t, dt, max_steps: int, solver_stiff: bool =
                      time_dtype: str = "float64"):
     """Return ``values`` unchanged, raising :class:`SolveError` at run time if any ``status`` failed.
 
-    For use inside ``jit``: the check is a host callback in a branch that only runs on failure, and
-    ``values`` (the solve's outputs) are routed through it so that it cannot be optimised away.
-    Differentiable (the identity for derivatives) and batchable.
+    For use inside ``jit``: the devices reduce the statuses to a summary (the count of failures, the
+    first failing index, its status, time and step), and only if something failed does a branch run a
+    host callback on that summary, which raises. Under ``vmap`` the check sees the whole batch at once
+    (a custom batching rule), so the branch stays a branch and nothing but the summary leaves the
+    devices; with the batch split over devices the reductions are the only communication. In a
+    multi-process program the callback runs on every device of every process, so every process raises
+    the same error (the computation must then span every process's devices, as a data-parallel step
+    does). ``values`` (the solve's outputs) pass through the failing branch so that the check cannot be
+    optimised away. Differentiable (the identity for derivatives).
     """
 
-    def host(values, status, t, dt):
-        status, t, dt = (np.asarray(x).ravel() for x in (status, t, dt))
-        bad = np.flatnonzero(failed(status))
-        if bad.size:
-            i = int(bad[0])
-            t_i = float(np.broadcast_to(t, status.shape)[i])
-            dt_i = float(abs(np.broadcast_to(dt, status.shape)[i]))
-            msg = describe(int(status[i]), t_i, dt_i, max_steps, time_dtype=time_dtype,
-                           solver_stiff=solver_stiff)
-            prefix = f"trajectory {i} of {status.size}: " if status.size > 1 else ""
-            raise SolveError(prefix + msg[0].upper() + msg[1:] +
-                             " (Pass `throw=False` to get `sol.status` instead of an error.)")
-        return values
+    def report(count, first, size, code, t_i, dt_i):
+        msg = describe(int(code), float(t_i), float(dt_i), max_steps, time_dtype=time_dtype,
+                       solver_stiff=solver_stiff)
+        prefix = f"trajectory {int(first)} of {int(size)}: " if int(size) > 1 else ""
+        if int(count) > 1:
+            prefix = f"{int(count)} of {int(size)} trajectories failed; {prefix}"
+        raise SolveError(prefix + msg[0].upper() + msg[1:] +
+                         " (Pass `throw=False` to get `sol.status` instead of an error.)")
+
+    @jax.custom_batching.custom_vmap
+    def guard(values, status, t, dt):
+        bad = failed_mask(status).ravel()
+        first = jnp.argmax(bad)
+        pick = lambda x: jnp.broadcast_to(x, status.shape).ravel()[first]  # noqa: E731
+        summary = (jnp.sum(bad, dtype=jnp.int32), first.astype(jnp.int32), jnp.int32(bad.size),
+                   status.ravel()[first].astype(jnp.int32), pick(t), jnp.abs(pick(dt)))
+
+        def fail(values, summary):
+            token = _on_every_process(report, *summary)   # raises; the token ties it to the values
+            return jax.tree_util.tree_map(lambda v: v + token.astype(v.dtype), values)
+
+        return jax.lax.cond(jnp.any(bad), fail, lambda values, summary: values, values, summary)
+
+    @guard.def_vmap
+    def _(axis_size, in_batched, values, status, t, dt):
+        values_batched, status_b, t_b, dt_b = in_batched
+        lead = lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x))  # noqa: E731
+        status = lead(status, status_b)
+        t, dt = (jnp.broadcast_to(lead(x, b), status.shape) for x, b in ((t, t_b), (dt, dt_b)))
+        return guard(values, status, t, dt), values_batched
 
     @jax.custom_jvp
     def check(values, status, t, dt):
-        bad = jnp.any((status != Status.SUCCESS) & (status != Status.EVENT))
-        shapes = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), values)
-        return jax.lax.cond(
-            bad, lambda: jax.pure_callback(host, shapes, values, status, t, dt, vmap_method="broadcast_all"),
-            lambda: values)
+        return guard(values, status, t, dt)
 
     @check.defjvp
     def _(primals, tangents):
         return check(*primals), tangents[0]
 
     return check(values, status, jax.lax.stop_gradient(t), jax.lax.stop_gradient(dt))
+
+
+def failed_mask(status) -> jax.Array:
+    """`failed` for traced statuses."""
+    return (status != Status.SUCCESS) & (status != Status.EVENT)
+
+
+def _on_every_process(host_fn, *summary) -> jax.Array:
+    """Call ``host_fn(*summary)`` from the running program; a zero int32 token stands for its result.
+
+    A callback in an automatically partitioned program runs on one device only; in a multi-process
+    program it must run on every process so that each raises the error instead of waiting for the one
+    that did, so there it runs under a ``shard_map`` over every device (the summary is replicated).
+    """
+    def call(*summary):
+        return jax.pure_callback(lambda *s: (host_fn(*s), np.int32(0))[1], jax.ShapeDtypeStruct((), jnp.int32),
+                                 *summary)
+
+    if jax.process_count() == 1 or jax.sharding.get_abstract_mesh().manual_axes:
+        return call(*summary)
+    from jax.sharding import Mesh, PartitionSpec
+
+    mesh = Mesh(np.array(jax.devices()), ("sciml_check",))
+    return jax.shard_map(call, mesh=mesh, in_specs=PartitionSpec(), out_specs=PartitionSpec(),
+                         check_vma=False)(*summary)
