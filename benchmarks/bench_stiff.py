@@ -1,6 +1,6 @@
 """Stiff solvers: a work-precision comparison on ROBER, HIRES and Van der Pol (mu = 1e3).
 
-sciml's Rodas5P, Kvaerno5 and BDF against diffrax's Kvaerno5 and scipy's BDF, Radau and LSODA, on the
+sciml's Rodas5P, Kvaerno5, BDF and RadauIIA5 against diffrax's Kvaerno5 and scipy's BDF, Radau and LSODA, on the
 problems of ``tests/solvers/stiff_problems.py`` (float64, ``atol = rtol * floor``). Error: the final
 state against the stored Radau@1e-12 reference, ``max_i |y_i - ref_i| / (|ref_i| + floor_i)``. Our
 solves and diffrax's are timed as jitted steady-state calls (after compile; the compile time and the
@@ -9,10 +9,12 @@ calling the solve repeatedly pays. scipy is called as usual (numpy right-hand si
 finite-difference Jacobian). Medians of interleaved repeats (``benchmarks/_timing.py``).
 
 "At equal error": for every peer run (time t, error e) we take the cheapest Rodas5P run, on a grid of
-tolerances, whose error is <= e, and print its time over t.
+tolerances, whose error is <= e, and print its time over t; likewise RadauIIA5's grid against scipy's
+Radau (the same algorithm, RADAU5).
 
 Targets (issue "Stiff solvers"): Rodas5P <= 1.0x scipy LSODA's time at equal or better error on ROBER
-and Van der Pol, and <= 0.5x diffrax Kvaerno5's time at equal error.
+and Van der Pol, and <= 0.5x diffrax Kvaerno5's time at equal error; RadauIIA5 <= 0.1x scipy Radau's
+time at equal or better error (issue "RadauIIA5").
 
     python benchmarks/bench_stiff.py [--repeats 5]
 """
@@ -79,7 +81,7 @@ def run_problem(name: str, repeats: int):
     ref = reference(name)
     y0, args = jnp.asarray(p.y0), jnp.asarray(p.args)
     entries = {}   # label -> (fn, compile seconds or None, first call seconds or None)
-    for solver in (sciml.solvers.Rodas5P(), sciml.solvers.Kvaerno5(), sciml.solvers.BDF()):
+    for solver in (sciml.solvers.Rodas5P(), sciml.solvers.Kvaerno5(), sciml.solvers.BDF(), sciml.solvers.RadauIIA5()):
         first = _first_solve_call(p, solver)
         fn, compile_s = compiled(_ours(p, solver), y0, args, jnp.asarray(1e-6))
         entries[f"sciml {type(solver).__name__}"] = (fn, compile_s, first)
@@ -95,10 +97,11 @@ def run_problem(name: str, repeats: int):
             arg = (y0, args, jnp.asarray(rtol)) if label[:5] != "scipy" else (p.y0, p.args, rtol)
             calls.append((fn, arg))
             keys.append((label, rtol))
-    grid_fn = entries["sciml Rodas5P"][0]
-    for rtol in GRID:
-        calls.append((grid_fn, (y0, args, jnp.asarray(rtol))))
-        keys.append(("grid", rtol))
+    for grid_label in ("sciml Rodas5P", "sciml RadauIIA5"):
+        grid_fn = entries[grid_label][0]
+        for rtol in GRID:
+            calls.append((grid_fn, (y0, args, jnp.asarray(rtol))))
+            keys.append((("grid", grid_label), rtol))
     times = interleaved_medians(calls, repeats)
     errors = [relative_error(fn(*arg), ref, p.floor) for fn, arg in calls]
     results = {key: (t, e) for key, t, e in zip(keys, times, errors)}
@@ -109,9 +112,18 @@ def run_problem(name: str, repeats: int):
             t, e = results[(label, rtol)]
             rows.append([name, label, f"{rtol:.0e}", f"{t * 1e3:.2f}ms", f"{e:.1e}",
                          "-" if compile_s is None else ms(compile_s), "-" if first is None else ms(first)])
-    grid = sorted((results[("grid", r)] for r in GRID), key=lambda te: te[0])
+    matched, radau = [], []
+    for ours_label, peers, out in (("sciml Rodas5P", ("scipy LSODA", "diffrax Kvaerno5", "scipy BDF", "scipy Radau"),
+                                    matched), ("sciml RadauIIA5", ("scipy Radau",), radau)):
+        grid = sorted((results[(("grid", ours_label), r)] for r in GRID), key=lambda te: te[0])
+        out += _equal_error(name, grid, peers, results)
+    return rows, matched, radau
+
+
+def _equal_error(name, grid, peers, results):
+    """For each peer run, the cheapest run of ``grid`` ((time, error) pairs) with error <= the peer's."""
     matched = []
-    for peer in ("scipy LSODA", "diffrax Kvaerno5", "scipy BDF", "scipy Radau"):
+    for peer in peers:
         for rtol in TABLE_RTOLS:
             t_peer, e_peer = results[(peer, rtol)]
             ours = next(((t, e) for t, e in grid if e <= e_peer), None)
@@ -119,7 +131,7 @@ def run_problem(name: str, repeats: int):
             matched.append([name, peer, f"{rtol:.0e}", f"{e_peer:.1e}", f"{t_peer * 1e3:.2f}ms",
                             f"{ours[1]:.1e}" if ours else "-", f"{ours[0] * 1e3:.2f}ms" if ours else "-",
                             f"{ratio:.3f}"])
-    return rows, matched
+    return matched
 
 
 def main(argv: list[str] | None = None):
@@ -129,13 +141,17 @@ def main(argv: list[str] | None = None):
     args = parser.parse_args(argv)
     print(f"Stiff work-precision, float64, on {jax.devices()[0].device_kind} (jax {jax.__version__}, "
           f"diffrax {diffrax.__version__})")
-    rows, matched = [], []
+    rows, matched, radau = [], [], []
     for name in NAMES:
-        r, m = run_problem(name, args.repeats)
+        r, m, rr = run_problem(name, args.repeats)
         rows += r
         matched += m
+        radau += rr
     print(table(["problem", "solver", "rtol", "time", "error", "compile", "first call"], rows,
                 [7, 18, 6, 10, 8, 8, 10]))
+    print("\nRadauIIA5 at equal or better error (cheapest run of its tolerance grid with error <= scipy Radau's):")
+    print(table(["problem", "peer", "rtol", "peer error", "peer time", "Radau5 err", "RadauIIA5", "ratio"],
+                radau, [7, 16, 6, 10, 10, 11, 9, 6]))
     print("\nRodas5P at equal or better error (cheapest run of its tolerance grid with error <= the peer's):")
     print(table(["problem", "peer", "rtol", "peer error", "peer time", "Rodas5P err", "Rodas5P", "ratio"],
                 matched, [7, 16, 6, 10, 10, 11, 9, 6]))
@@ -149,7 +165,10 @@ def main(argv: list[str] | None = None):
           f"{'met' if lsoda <= 1.0 else 'NOT met'}")
     print(f"target Rodas5P <= 0.5x diffrax Kvaerno5 (all three): worst {dfx:.3f}x -> "
           f"{'met' if dfx <= 0.5 else 'NOT met'}")
-    return rows + matched
+    worst_radau = max(float(row[-1]) for row in radau)
+    print(f"target RadauIIA5 <= 0.1x scipy Radau (all three): worst {worst_radau:.3f}x -> "
+          f"{'met' if worst_radau <= 0.1 else 'NOT met'}")
+    return rows + matched + radau
 
 
 if __name__ == "__main__":

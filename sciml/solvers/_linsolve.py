@@ -64,6 +64,8 @@ def empty_lu(n: int, dtype) -> LU:
 def dense_tangent_solve(g, b):
     """Solve ``g(x) = b`` for a linear ``g`` by materialising its matrix (``jax.lax.custom_root``'s
     ``tangent_solve`` for the dense path; runs only when a solve is differentiated)."""
+    if jnp.iscomplexobj(b):   # a complex state (RadauIIA5): g is complex-linear, its columns are g(e_k)
+        return jnp.linalg.solve(jax.vmap(g, out_axes=1)(jnp.eye(b.shape[0], dtype=b.dtype)), b)
     return jnp.linalg.solve(jax.jacfwd(g)(jnp.zeros_like(b)), b)
 
 

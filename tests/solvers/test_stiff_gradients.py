@@ -4,7 +4,7 @@ Loss: a weighted sum of ROBER's state at t = 40, differentiated with respect to 
 three rate constants. Oracle: central differences (step 1e-5 in log k) of a Rodas5P solve at
 rtol=1e-12. ``adjoint=Direct()`` differentiates the discrete solver: through the Jacobian and the LU
 factorisation for Rosenbrock methods, and through the Newton stage solutions by the implicit-function
-theorem for Kvaerno5. BDF is a multistep method: ``Forward()`` differentiates through its history,
+theorem for Kvaerno5 and RadauIIA5. BDF is a multistep method: ``Forward()`` differentiates through its history,
 while ``Direct()`` (which re-runs single steps) refuses it with the alternatives.
 """
 
@@ -40,7 +40,7 @@ def finite_differences():
     return np.array([(loss(LOG_K + eps * e) - loss(LOG_K - eps * e)) / (2 * eps) for e in np.eye(3)])
 
 
-@pytest.mark.parametrize("solver", [S.Rodas5P(), S.Kvaerno5()], ids=repr)
+@pytest.mark.parametrize("solver", [S.Rodas5P(), S.Kvaerno5(), S.RadauIIA5()], ids=repr)
 def test_direct_gradient_matches_finite_differences(solver):
     grad = jax.jit(jax.grad(loss_fn(solver, A.Direct(), 1e-8)))(jnp.asarray(LOG_K))
     assert grad.dtype == jnp.float64

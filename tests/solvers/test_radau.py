@@ -1,0 +1,135 @@
+"""RadauIIA5 on its own: measured order 5 (non-stiff and stiff linear), its collocation dense output,
+complex states, Newton failures, its coefficients and forward-mode gradients.
+
+The stiff test set, ROBER's dense output, events, stats and float32, the Prothero-Robinson order and
+the Direct gradient run it through the shared stiff tests (``S.STIFF``); the C backend's refusal is in
+``test_backend.py``. Oracles: exact solutions (a rotation, ``expm`` of a linear system), central finite
+differences (``test_stiff_gradients.py``).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+
+import sciml
+from sciml import adjoints as A
+from sciml import solvers as S
+from sciml.solvers import _radau_coefficients as R
+from tests.solvers.problems import ROTATION_Y0, rotation, rotation_exact
+from tests.solvers.stiff_problems import PROBLEMS
+from tests.solvers.test_stiff import no_root
+from tests.solvers.test_stiff_gradients import LOG_K, finite_differences, loss_fn
+
+EPS = 0.25
+T1 = 2.0
+STEPS = [4, 8, 16, 32]
+#: points between the steps of every grid above (the midpoints of the finest)
+BETWEEN = (np.arange(STEPS[-1]) + 0.5) * T1 / STEPS[-1]
+# Stiff linear system: eigenvalues -1, -1e3, -1e6 in a random orthogonal basis.
+_Q = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))[0]
+STIFF_A = _Q @ np.diag([-1.0, -1e3, -1e6]) @ _Q.T
+STIFF_Y0 = np.array([1.0, 0.5, -0.3])
+
+
+def linear(t, y, a):
+    return a @ y
+
+
+def slope(errors):
+    return np.polyfit(np.log([T1 / n for n in STEPS]), np.log(errors), 1)[0]
+
+
+@jax.jit
+def rotation_fixed(dt):
+    """Fixed steps on the rotation; the state at T1 and the dense output at `BETWEEN`."""
+    sol = sciml.solve(rotation, jnp.asarray(ROTATION_Y0), (0.0, T1), args=EPS, solver=S.RadauIIA5(), adaptive=False,
+                      dt0=dt, saveat="dense", rtol=1e-8, atol=1e-8, max_steps=64)
+    return sol.y_final, sol.evaluate(jnp.asarray(BETWEEN)), sol.stats["naccept"]
+
+
+def test_measured_order_is_five_on_a_non_stiff_problem_and_dense_output_is_order_four():
+    errors, dense_errors = [], []
+    for n in STEPS:
+        y, between, taken = rotation_fixed(T1 / n)
+        assert int(taken) == n
+        errors.append(np.max(np.abs(np.asarray(y) - rotation_exact(T1, EPS))))
+        dense_errors.append(np.max(np.abs(np.asarray(between) - rotation_exact(BETWEEN, EPS))))
+    assert min(errors) > 5e-14, errors
+    assert abs(slope(errors) - 5) <= 0.2, (slope(errors), errors)
+    # The collocation polynomial has degree 3 and stage order 3: O(h^4) between the steps.
+    assert abs(slope(dense_errors) - 4) <= 0.3, (slope(dense_errors), dense_errors)
+
+
+def test_measured_order_is_five_on_a_stiff_linear_problem():
+    @jax.jit
+    def final(dt):
+        sol = sciml.solve(linear, jnp.asarray(STIFF_Y0), (0.0, T1), args=jnp.asarray(STIFF_A), solver=S.RadauIIA5(),
+                          adaptive=False, dt0=dt, rtol=1e-8, atol=1e-8, max_steps=64)
+        return sol.ys[-1], sol.stats["naccept"]
+
+    exact = scipy.linalg.expm(STIFF_A * T1) @ STIFF_Y0
+    errors = []
+    for n in STEPS:
+        y, taken = final(T1 / n)        # h |lambda|_max from 5e5 down to 6e4
+        assert int(taken) == n
+        errors.append(np.max(np.abs(np.asarray(y) - exact)))
+    assert min(errors) > 5e-14, errors
+    assert abs(slope(errors) - 5) <= 0.2, (slope(errors), errors)
+
+
+# A complex stiff system: y' = L y, L with eigenvalues -1 + 5i, -2e3 + 40i, -1e5 in a random unitary basis.
+_U = np.linalg.qr(np.random.default_rng(2).normal(size=(3, 3)) + 1j * np.random.default_rng(3).normal(size=(3, 3)))[0]
+COMPLEX_L = _U @ np.diag([-1.0 + 5.0j, -2e3 + 40j, -1e5]) @ _U.conj().T
+COMPLEX_Y0 = np.array([1.0 + 0.5j, -0.3j, 0.2])
+
+
+@pytest.mark.parametrize("dtype, rtol", [(jnp.complex128, 1e-8), (jnp.complex64, 1e-4)], ids=["c128", "c64"])
+def test_complex_state_keeps_its_dtype_and_matches_expm(dtype, rtol):
+    sol = sciml.solve(linear, jnp.asarray(COMPLEX_Y0, dtype), (0.0, T1), args=jnp.asarray(COMPLEX_L, dtype),
+                      solver=S.RadauIIA5(), rtol=rtol, atol=rtol)
+    assert sol.ys.dtype == dtype
+    exact = scipy.linalg.expm(COMPLEX_L * T1) @ COMPLEX_Y0
+    assert np.max(np.abs(np.asarray(sol.ys[-1]) - exact)) <= 10 * rtol
+    # A complex state factors three matrices (real-eigenvalue system, the pair and its conjugate).
+    assert int(sol.stats["nlu"]) % 3 == 0 and int(sol.stats["nlu"]) > 0
+
+
+def test_newton_that_never_converges_ends_as_newton_failed_with_a_message():
+    sol = sciml.solve(no_root, jnp.array([0.0]), (1.0, 2.0), solver=S.RadauIIA5(), throw=False)
+    assert int(sol.status) == sciml.Status.NEWTON_FAILED
+    assert float(sol.t_final) == 1.0 and int(sol.stats["naccept"]) == 0
+    assert "Newton iteration kept failing at t=1 " in sol.message()
+
+
+def test_a_first_step_too_long_for_newton_is_retried_shorter():
+    p = PROBLEMS["rober"]
+    sol = sciml.solve(p.f, jnp.asarray(p.y0), (0.0, 40.0), args=jnp.asarray(p.args), solver=S.RadauIIA5(), dt0=20.0,
+                      rtol=1e-6, atol=1e-6 * jnp.asarray(p.floor))
+    assert sol.success and int(sol.stats["nreject"]) > 0
+    # scipy's counting: a real and a complex LU per factorisation, three f evaluations per Newton iteration
+    assert int(sol.stats["nlu"]) % 2 == 0 and 0 < int(sol.stats["njev"]) < int(sol.stats["naccept"])
+
+
+def test_forward_sensitivities_match_finite_differences():
+    grad = jax.jit(jax.grad(loss_fn(S.RadauIIA5(), A.Forward(), 1e-8)))(jnp.asarray(LOG_K))
+    assert grad.dtype == jnp.float64
+    np.testing.assert_allclose(np.asarray(grad), finite_differences(), rtol=1e-5)
+
+
+def test_auto_adjoint_chooses_a_method_that_takes_it():
+    small, _ = A.Auto().choose(PROBLEMS["rober"].f, jnp.ones(3), jnp.ones(3), S.RadauIIA5())
+    assert isinstance(small, A.Forward)
+    events, _ = A.Auto().choose(None, jnp.ones(200), None, S.RadauIIA5(), events=True)
+    assert isinstance(events, A.Direct)     # a one-step method: Direct replays its steps
+
+
+def test_coefficients_are_those_of_radau_iia5():
+    # the real eigenvalue of A^{-1} and the complex pair, as printed in RADAU5 (U1 and ALPH +- i BETA)
+    u1 = 30.0 / (6.0 + 81.0 ** (1 / 3) - 9.0 ** (1 / 3))
+    alpha = (12.0 - 81.0 ** (1 / 3) + 9.0 ** (1 / 3)) / 60.0
+    beta = (81.0 ** (1 / 3) + 9.0 ** (1 / 3)) * np.sqrt(3.0) / 60.0
+    cno = alpha ** 2 + beta ** 2
+    assert abs(R.GAMMA - u1) < 1e-12
+    assert abs(R.MU - complex(alpha / cno, beta / cno)) < 1e-12
