@@ -100,6 +100,9 @@ def to_loop(options: Options, problem: Problem) -> LoopProblem:
 
     if options.jac is not None:
         f_forward = _with_user_jacobian(options, f_forward, direction, unflatten, t0, y0_flat, args, real_dtype)
+    elif options.jac_sparsity is not None:
+        from sciml.solvers._linsolve import attach_jacobian
+        f_forward = attach_jacobian(f_forward, options.jac_sparsity.jacobian(f_forward))
     cfg = LoopConfig(solver=options.solver, controller=options.controller, max_steps=options.max_steps,
                      adaptive=options.adaptive, record_steps=options.mode in SAVEAT_MODES,
                      record_dense=options.mode == "dense",
@@ -140,7 +143,7 @@ def _event_set(options: Options, direction, unflatten, real_dtype):
         t, tree, user_args = (s * direction).astype(real_dtype), unflatten(y), rebuild(a)
         return jnp.stack([event_value(c(t, tree, user_args), i) for i, c in enumerate(conds)])
 
-    return EventSet(values=values, terminal=tuple(e.terminal for e in options.events),
+    return EventSet(values=values, terminal=tuple(int(e.terminal) for e in options.events),
                     directions=tuple(e.direction for e in options.events), records=options.event_records)
 
 

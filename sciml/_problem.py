@@ -72,6 +72,7 @@ class Options:
     events: tuple | None = None
     event_records: int = 1
     jac: Callable | None = None
+    jac_sparsity: Any = None           # a `JacobianSparsity`: df/dy from one product per column group
     backend: str = "auto"              # "auto" | "jax" | "c" (ensembles: also "cupy")
     batched: tuple[bool, ...] | None = None   # ensembles: per array leaf of args, one entry per trajectory
 
@@ -123,14 +124,15 @@ _DEFAULTS = _Defaults()
 
 def prepare(f: Callable, y0, t_span, args=None, *, solver=None, saveat=None, rtol=1e-6, atol=1e-6, dt0=None,
             max_steps: int = 100_000, adjoint=None, events=None, adaptive: bool = True, max_step=None,
-            event_records: int = 1, jac=None, backend: str = "auto", controller=None, ensemble: bool = False,
-            args_axes=0, names: V.Names = V.SOLVE, zero_span: bool = False) -> tuple[Problem, Options]:
+            event_records: int = 1, jac=None, jac_sparsity=None, backend: str = "auto", controller=None,
+            ensemble: bool = False, args_axes=0, names: V.Names = V.SOLVE,
+            scipy_span: bool = False) -> tuple[Problem, Options]:
     """Check a front door's arguments (each error names the argument, in the front door's own words,
     and the fix) and split them into the values and the static options of the solve.
 
     ``ensemble=True``: ``y0`` has a leading trajectory axis, and so do the leaves of ``args`` that
-    ``args_axes`` (like `jax.vmap`'s ``in_axes``) marks with 0. ``zero_span`` accepts ``t0 == t1``
-    (scipy's `solve_ivp` returns ``y0`` there).
+    ``args_axes`` (like `jax.vmap`'s ``in_axes``) marks with 0. ``scipy_span`` accepts scipy's spans:
+    ``t0 == t1`` (where scipy's `solve_ivp` returns ``y0``) and an infinite ``t1``.
     """
     solver = _DEFAULTS.solver if solver is None else solver
     adjoint = _DEFAULTS.adjoint if adjoint is None else adjoint
@@ -138,9 +140,10 @@ def prepare(f: Callable, y0, t_span, args=None, *, solver=None, saveat=None, rto
     V.check_static(f, y0, t_span, args, saveat, solver, adjoint, controller, max_steps, adaptive, dt0, events,
                    max_step, event_records, backend, names, ensemble)
     V.check_jac(jac, y0, solver)
+    sparsity = V.check_jac_sparsity(jac_sparsity, y0, solver)
     mode, ts = V.saveat_mode(saveat, names, ensemble)
     t0, t1 = t_span[0], t_span[1]
-    V.check_values(t0, t1, y0, ts, rtol, atol, dt0, names, ensemble, zero_span)
+    V.check_values(t0, t1, y0, ts, rtol, atol, dt0, names, ensemble, scipy_span)
     dynamic, static_args = split_args(args)
     batched = None
     if ensemble:
@@ -150,5 +153,6 @@ def prepare(f: Callable, y0, t_span, args=None, *, solver=None, saveat=None, rto
     options = Options(f=f, solver=solver, adjoint=adjoint, controller=controller, mode=mode,
                       max_steps=int(max_steps), adaptive=bool(adaptive), auto_dt0=dt0 is None,
                       static_args=static_args, events=tuple(events) if events else None,
-                      event_records=int(event_records), jac=jac, backend=backend, batched=batched)
+                      event_records=int(event_records), jac=jac, jac_sparsity=sparsity, backend=backend,
+                      batched=batched)
     return Problem(y0=y0, t0=t0, t1=t1, args=dynamic, ts=ts, rtol=rtol, atol=atol, dt0=dt0), options

@@ -24,7 +24,7 @@ def solve(f: Callable, y0: Any, t_span, args: Any = None, solver=None, saveat=No
           rtol=1e-6, atol=1e-6, dt0=None, max_steps: int = 100_000, adjoint=None,
           events: Sequence[Event] | None = None, throw: bool = True, adaptive: bool = True,
           max_step=None, event_records: int = 1, jac: Callable | None = None, backend: str = "auto",
-          controller=None) -> Solution:
+          controller=None, jac_sparsity=None) -> Solution:
     """Solve the ODE ``dy/dt = f(t, y, args)`` from ``t_span[0]`` to ``t_span[1]``.
 
     Args:
@@ -52,6 +52,10 @@ def solve(f: Callable, y0: Any, t_span, args: Any = None, solver=None, saveat=No
         jac: ``jac(t, y, args) -> (n, n)``, the Jacobian ``df/dy`` for a 1-D state ``y0`` of length
             ``n``, used by the stiff solvers in place of forward-mode autodiff of ``f`` (and by
             gradients through them, so it must be written with ``jax.numpy``).
+        jac_sparsity: an ``(n, n)`` array or scipy sparse matrix, nonzero where ``df_i/dy_j`` may be
+            nonzero (1-D ``y0``, stiff solvers): the Jacobian is then computed with one
+            Jacobian-vector product per group of columns that share no row (a banded ``n``-state
+            problem needs a few instead of ``n``). Ignored when ``jac`` is given.
         backend: where the forward solve runs. ``"jax"``: the XLA loop. ``"c"``: sciml's generated C
             kernel (``f`` translated from its jaxpr, compiled once with the system C compiler and
             cached), called from the compiled program as an XLA custom call; the same method, step
@@ -82,7 +86,7 @@ def solve(f: Callable, y0: Any, t_span, args: Any = None, solver=None, saveat=No
     problem, options = prepare(f, y0, t_span, args, solver=solver, saveat=saveat, rtol=rtol, atol=atol, dt0=dt0,
                                max_steps=max_steps, adjoint=adjoint, events=events, adaptive=adaptive,
                                max_step=max_step, event_records=event_records, jac=jac, backend=backend,
-                               controller=controller)
+                               controller=controller, jac_sparsity=jac_sparsity)
     sol = compiled(options)(problem)
     if options.mode in SAVEAT_MODES:
         sol = _trim(sol)

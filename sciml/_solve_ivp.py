@@ -1,109 +1,105 @@
-"""`sciml.solve_ivp`: `scipy.integrate.solve_ivp`'s call shape, numpy in and out, compiled and cached.
+"""`sciml.solve_ivp`: `scipy.integrate.solve_ivp`'s call, numpy in and out, compiled and cached.
 
-Simulation pipelines written against scipy switch by changing one import. The vector field is traced
-with JAX (write it with ``jax.numpy``); the compiled solve is cached per (fun, method, shapes, dtypes,
-options), so repeated calls from a pipeline do not recompile. A front door of the one pipeline: its
-arguments go through `prepare` (named as scipy names them), and the solve runs in the generated kernel
-on the host where it serves, else in the jitted `integrate`.
+Simulation pipelines written against scipy switch by changing one import: the same arguments (``args``,
+``events`` with ``terminal``/``direction`` attributes, ``jac``, ``jac_sparsity``, ``vectorized``,
+``first_step``, ``max_step``, scipy's method names and classes), the same result (`OdeResult`,
+`OdeSolution`) and scipy's exception types. The vector field is traced with JAX; the compiled solve is
+cached per (fun, method, shapes, dtypes, options), so repeated calls from a pipeline do not recompile.
+A front door of the one pipeline: its arguments go through `prepare` (named as scipy names them), and
+the solve runs in the generated kernel on the host where it serves, else in the jitted `integrate`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
+import warnings
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sciml import _validate as V
+from sciml._callback_field import known_python_field, solve_with_callback
 from sciml._integrate import integrate
+from sciml._ode_result import OdeResult, OdeSolution, empty_result, result
 from sciml._problem import prepare
-from sciml._validate import Names, check_saveat
+from sciml._validate import Names
 from sciml.kernel import solve_on_host
 from sciml.solvers._events import Event
-from sciml.solvers._status import Status, describe
 
-#: scipy's names for the methods we provide
-_ALIASES = {"RK45": "Dopri5", "DOP853": "Dopri8", "RK23": "Bosh3"}
-#: scipy methods we do not provide, with the method to use instead
-_REPLACEMENTS = {"Radau": "Rodas5P", "LSODA": "Rodas5P"}
-_SUPPORTED_OPTIONS = ("max_steps", "max_events", "controller")
+__all__ = ["solve_ivp", "OdeResult", "OdeSolution"]
 
+#: scipy's method names (and the names of its solver classes) -> sciml's methods
+SCIPY_METHODS = {"RK23": "Bosh3", "RK45": "Dopri5", "DOP853": "Dopri8", "Radau": "RadauIIA5", "BDF": "BDF",
+                 "LSODA": "AutoSwitch"}
+_SUPPORTED_OPTIONS = ("max_steps", "max_events", "controller", "jac", "jac_sparsity")
+#: what JAX raises while tracing a field written with NumPy or with Python control flow on values
+UNTRACEABLE = (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
+               jax.errors.TracerIntegerConversionError)
 
-class OdeResult(dict):
-    """scipy's ``OdeResult``: a dict whose keys are also attributes (``t, y, sol, t_events, y_events,
-    nfev, njev, nlu, status, message, success``)."""
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError as err:
-            raise AttributeError(name) from err
-
-    __setattr__ = dict.__setitem__
-
-    def __repr__(self) -> str:
-        keys = ", ".join(self.keys())
-        return f"OdeResult({keys})"
+#: how `solve_ivp` names the pipeline's arguments in messages
+IVP = Names(saveat="t_eval", dt0="first_step", atol_example="1e-9")
 
 
-class DenseSolution:
-    """``sol(t)`` for ``dense_output=True``: shape ``(n,)`` for scalar ``t``, ``(n, len(t))`` otherwise."""
-
-    def __init__(self, evaluate: Callable, t_min: float, t_max: float):
-        self._evaluate = evaluate
-        self.t_min, self.t_max = t_min, t_max
-
-    def __call__(self, t):
-        t = np.asarray(t)
-        values = np.asarray(self._evaluate(jnp.asarray(t.ravel())))
-        return values[0] if t.ndim == 0 else values.T
-
-
-def solve_ivp(fun: Callable, t_span, y0, method: str = "Tsit5", t_eval=None, dense_output: bool = False,
+def solve_ivp(fun: Callable, t_span, y0, method="Tsit5", t_eval=None, dense_output: bool = False,
               events: Callable | Sequence[Callable] | None = None, vectorized: bool = False,
-              args: tuple = (), rtol=1e-6, atol=1e-9, max_step=np.inf, first_step=None,
+              args: tuple | None = None, rtol=1e-6, atol=1e-9, max_step=np.inf, first_step=None,
               backend: str = "auto", **options) -> OdeResult:
     """Solve an initial value problem like ``scipy.integrate.solve_ivp``, compiled with JAX.
 
     Args:
-        fun: ``fun(t, y, *args) -> dy/dt`` for a 1-D ``y``, written with ``jax.numpy``.
-        t_span: ``(t0, t1)``.
-        y0: initial state, 1-D (integers are converted to float64, as scipy does).
-        method: ``"Tsit5"`` (default), ``"Dopri5"``, ``"Dopri8"``, ``"Vern7"``, ``"Bosh3"``, ``"Heun"``,
-            the stiff ``"Rodas5P"``, ``"Rosenbrock23"``, ``"Kvaerno5"``, ``"BDF"`` (sciml's, for scipy's
-            name), or scipy's ``"RK45"``, ``"DOP853"``, ``"RK23"``; ``"Radau"``/``"LSODA"`` raise an
-            error naming ``"Rodas5P"``.
+        fun: ``fun(t, y, *args) -> dy/dt`` for a 1-D ``y``, returning an array, a list or a tuple;
+            written with ``jax.numpy`` it is traced and compiled.
+        t_span: ``(t0, t1)``; ``t1`` may be infinite (the solve then ends at a terminal event, or
+            fails at ``max_steps``), as in scipy.
+        y0: initial state, 1-D, real or complex (integers are converted to float64, as scipy does);
+            empty gives scipy's empty result.
+        method: ``"Tsit5"`` (default), any method of ``sciml.solvers`` by name (``"Dopri5"``,
+            ``"Vern7"``, ``"Rodas5P"``, ...) or as an instance, or scipy's names and classes:
+            ``"RK23"``/``RK23`` (Bosh3), ``"RK45"`` (Dopri5), ``"DOP853"`` (Dopri8), ``"Radau"``
+            (RadauIIA5), ``"BDF"`` (sciml's BDF), ``"LSODA"`` (AutoSwitch).
         t_eval: times at which to store the solution; ``None`` stores every step.
-        dense_output: also return ``sol``, a callable continuous solution.
-        events: scipy-style event functions ``event(t, y, *args)`` with optional ``terminal`` and
-            ``direction`` attributes.
-        args: extra arguments passed to ``fun`` (and events); traced, so new values don't recompile.
-        rtol: relative tolerance (scipy's default is 1e-3; ours 1e-6).
+        dense_output: also return ``sol``, an `OdeSolution`.
+        events: scipy-style event functions ``event(t, y, *args)`` with optional ``terminal`` (a bool,
+            or a positive int: stop at that crossing) and ``direction`` attributes.
+        vectorized: ``fun`` accepts ``y`` of shape ``(n, k)`` and returns ``(n, k)``; it is called with
+            ``k = 1``.
+        args: extra arguments for ``fun``, ``jac`` and the events, anything that unpacks (scipy's
+            rule); traced, so new values don't recompile.
+        rtol: relative tolerance (scipy's default is 1e-3; ours 1e-6). Values below ``100 * eps``
+            are raised to it with a warning, as scipy does.
         atol: absolute tolerance.
         max_step: largest step allowed, as in scipy.
-        first_step: initial step, as in scipy (default: chosen automatically).
+        first_step: the first step, taken exactly (default: chosen automatically).
         backend: ``"jax"`` runs the solve as a compiled XLA program; ``"c"`` runs ``fun`` translated to
             C in sciml's generated kernel (the same method, step control and status as ``"jax"``, the
             same answer up to rounding, without XLA's per-step overhead: the fast choice for repeated
             calls). The kernel serves calls with ``t_eval``, no ``events``, no ``dense_output``, an
             explicit Runge-Kutta method or ``"Rodas5P"`` and a float32/float64 ``y0``; it needs a C
             compiler. ``"auto"`` (default) picks ``"c"`` where it serves and ``"jax"`` elsewhere.
-        options: ``max_steps`` (default 100000), ``max_events`` (crossings recorded per event, 64),
-            ``controller`` (a step-size controller, as for `sciml.solve`).
+        options: scipy's ``jac`` (a callable ``jac(t, y, *args)`` or a constant ``(n, n)`` array or
+            sparse matrix) and ``jac_sparsity`` (an ``(n, n)`` pattern: the Jacobian is computed with
+            one product per group of independent columns), both used by the stiff methods and
+            ignored with scipy's warning by the others; and sciml's ``max_steps`` (default 100000),
+            ``max_events`` (crossings recorded per event, 64), ``controller`` (a step-size
+            controller, as for `sciml.solve`).
 
     Returns:
         An :class:`OdeResult` with scipy's fields; ``y`` has shape ``(n, len(t))``.
 
     Raises:
-        ValueError: for an unknown ``method`` (with the name to use instead) or an unknown option, or
-            ``backend="c"`` for a call the kernel does not serve (the message says which part).
+        ValueError: for an unknown ``method`` or option, a bad ``t_span``, ``y0``, ``t_eval``,
+            tolerance, ``first_step``, ``max_step``, ``jac``, ``jac_sparsity`` or event ``terminal``
+            (each message names the argument), or ``backend="c"`` for a call the kernel does not serve.
+        TypeError: ``args`` that cannot be unpacked (scipy's message).
         sciml.ensemble.BackendUnavailableError: ``backend="c"`` without a C compiler.
 
     Example:
-        >>> import jax.numpy as jnp, sciml
-        >>> res = sciml.solve_ivp(lambda t, y: -0.5 * y, (0.0, 10.0), [2.0, 4.0], t_eval=[0.0, 10.0])
+        >>> import numpy as np, sciml
+        >>> res = sciml.solve_ivp(lambda t, y: [-0.5 * y[0], -y[1]], (0.0, 10.0), [2.0, 4.0], t_eval=[0.0, 10.0])
         >>> res.success, res.y.shape
         (True, (2, 2))
     """
@@ -111,18 +107,22 @@ def solve_ivp(fun: Callable, t_span, y0, method: str = "Tsit5", t_eval=None, den
     if unknown:
         raise ValueError(f"`solve_ivp` got unsupported option(s) {sorted(unknown)}; supported: "
                          f"{list(_SUPPORTED_OPTIONS)}.")
-    if vectorized:
-        raise ValueError("`vectorized=True` is not needed: sciml traces `fun` with JAX; drop the argument.")
     solver = _solver_for(method)
+    args = V.scipy_args(args)
     y0 = np.asarray(y0)
     if y0.ndim != 1:
         raise ValueError(f"`y0` must be 1-D, as in scipy; got shape {y0.shape}.")
     if not np.issubdtype(y0.dtype, np.inexact):
         y0 = y0.astype(np.float64)
-    t0, t1 = float(t_span[0]), float(t_span[1])
-    max_events = int(options.get("max_events", 64))
+    t0, t1 = V.scipy_t_span(t_span)
+    rtol = V.scipy_rtol(_host_tol(rtol))
     events = [] if events is None else ([events] if callable(events) else list(events))
-    args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
+    event_keys = tuple(_event_key(e, i) for i, e in enumerate(events))
+    if y0.size == 0:
+        return empty_result(y0, t0, t1, t_eval, dense_output, len(events))
+    jac, jac_sparsity, constant_jac = _jacobian_options(solver, options.get("jac"), options.get("jac_sparsity"),
+                                                        y0.size)
+    max_events = int(options.get("max_events", 64))
     if not max_step > 0:
         raise ValueError(f"`max_step` must be positive; got {max_step}. Leave it out (np.inf) for no limit.")
     if first_step is not None and not 0 < first_step <= abs(t1 - t0):
@@ -130,28 +130,62 @@ def solve_ivp(fun: Callable, t_span, y0, method: str = "Tsit5", t_eval=None, den
                          f"Leave it out to have the first step chosen automatically.")
     if t_eval is not None:
         t_eval = np.asarray(t_eval, dtype=np.float64)
-    mode = ("ts" if t_eval is not None else "steps") if not dense_output else ("dense" if t_eval is None else "ts+dense")
+    mode = (("ts" if t_eval is not None else "steps") if not dense_output
+            else ("dense" if t_eval is None else "ts+dense"))
     # float64 scalars, so that a Python float and a NumPy scalar select the same compiled program
     problem, opts = prepare(
-        _scipy_field(fun), y0, (np.float64(t0), np.float64(t1)), args, solver=solver,
-        saveat={"ts": t_eval, "steps": "steps"}.get(mode, "dense"), rtol=_host_tol(rtol), atol=_host_tol(atol),
+        _scipy_field(_code_key(fun), bool(vectorized)), y0, (np.float64(t0), np.float64(t1)), args, solver=solver,
+        saveat={"ts": t_eval, "steps": "steps"}.get(mode, "dense"), rtol=rtol, atol=_host_tol(atol),
         dt0=None if first_step is None else np.float64(first_step), max_steps=options.get("max_steps", 100_000),
-        events=_sciml_events(tuple(_event_key(e) for e in events)) or None, max_step=_finite_or_none(max_step),
-        event_records=max_events, backend=backend, controller=options.get("controller"), names=IVP,
-        zero_span=True)
+        events=_sciml_events(event_keys) or None, max_step=_finite_or_none(max_step), event_records=max_events,
+        jac=jac, jac_sparsity=jac_sparsity, backend=backend, controller=options.get("controller"), names=IVP,
+        scipy_span=True)
     if mode == "ts+dense":
-        check_saveat(t_eval, t0, t1, IVP)
-    if backend != "jax":
-        out = solve_on_host(problem, opts)
+        V.check_saveat(t_eval, t0, t1, IVP)
+    call = _Call(problem, opts, mode, t0, t1, t_eval, len(events), max_events, y0)
+    try:
+        res = (solve_with_callback(call, fun, bool(vectorized), None, _solve_traced)
+               if known_python_field(opts.f) else _solve_traced(call))
+    except UNTRACEABLE as err:
+        res = _solve_python_field(call, fun, bool(vectorized), err)
+    if constant_jac:
+        res["njev"] = 0          # scipy counts no evaluation of a constant Jacobian
+    return res
+
+
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    """One checked `solve_ivp` call: the pipeline's problem and options plus what shapes the result."""
+
+    problem: object
+    options: object
+    mode: str                      # "ts" | "steps" | "dense" | "ts+dense"
+    t0: float
+    t1: float
+    t_eval: np.ndarray | None
+    n_events: int
+    max_events: int
+    y0: np.ndarray
+
+
+def _solve_traced(call: _Call) -> OdeResult:
+    """The solve with ``fun`` traced by JAX: the kernel on the host where it serves, else the jitted
+    pipeline. Raises one of `UNTRACEABLE` for a field JAX cannot trace."""
+    c = call
+    if c.options.backend != "jax":
+        out = solve_on_host(c.problem, c.options)
         if out is not None:
-            return _result(out, None, "ts", t0, t1, t_eval, 0, opts.max_steps, max_events)
-    host, device = _compiled(dataclasses.replace(opts, backend="jax"), mode)(
-        problem, t_eval if mode == "ts+dense" else None)
-    return _result(jax.device_get(host), device, mode, t0, t1, t_eval, len(events), opts.max_steps, max_events)
+            return result(out, None, "ts", c.t0, c.t1, c.t_eval, 0, c.options.max_steps, c.max_events)
+    host, device = _compiled(dataclasses.replace(c.options, backend="jax"), c.mode)(
+        c.problem, c.t_eval if c.mode == "ts+dense" else None)
+    return result(jax.device_get(host), device, c.mode, c.t0, c.t1, c.t_eval, c.n_events, c.options.max_steps,
+                  c.max_events, y0=c.y0)
 
 
-#: how `solve_ivp` names the pipeline's arguments in messages
-IVP = Names(saveat="t_eval", dt0="first_step", atol_example="1e-9")
+def _solve_python_field(call: _Call, fun: Callable, vectorized: bool, err: Exception) -> OdeResult:
+    """The one place where a field that JAX cannot trace (NumPy, Python ``if`` on ``t``) is served: the
+    kernel's loop or the XLA loop with ``fun`` called back (`sciml._callback_field`)."""
+    return solve_with_callback(call, fun, vectorized, err, _solve_traced)
 
 
 def _host_tol(tol):
@@ -162,11 +196,57 @@ def _finite_or_none(max_step):
     return float(max_step) if np.isfinite(max_step) else None
 
 
+def _code_key(fn, depth: int = 0):
+    """``fn``, or for a plain Python function a key equal for every closure of the same code over equal
+    immutable values: a scipy-style pipeline that defines its field inside a loop or a function
+    (a new function object each time) finds the program compiled for the first one."""
+    if not inspect.isfunction(fn) or depth > 2 or fn.__kwdefaults__:
+        return fn
+    values = []
+    for cell in fn.__closure__ or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:                     # an empty cell
+            return fn
+        if inspect.isfunction(value):
+            value = _code_key(value, depth + 1)
+        elif type(value) not in (int, float, complex, bool, str, type(None)):
+            return fn
+        values.append((type(value), value))
+    defaults = fn.__defaults__ or ()
+    if any(type(d) not in (int, float, complex, bool, str, type(None)) for d in defaults):
+        return fn
+    return _CodeKey(fn, (fn.__code__, id(fn.__globals__), tuple(values), tuple((type(d), d) for d in defaults)))
+
+
+class _CodeKey:
+    """A function compared by its code and captured values (`_code_key`); calls the first one seen."""
+
+    def __init__(self, fn, key):
+        self.fn, self.key = fn, key
+
+    def __eq__(self, other):
+        return isinstance(other, _CodeKey) and self.key == other.key
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __call__(self, *a):
+        return self.fn(*a)
+
+
 @functools.lru_cache(maxsize=128)
-def _scipy_field(fun):
-    """``fun(t, y, *args)`` as the pipeline's ``f(t, y, args)``: one object per ``fun``, so compiled
-    programs and kernels made for it are found in the caches on the next call."""
-    return lambda t, y, a: fun(t, y, *a)
+def _scipy_field(fun, vectorized: bool):
+    """``fun(t, y, *args)`` as the pipeline's ``f(t, y, args)``, its list, tuple or NumPy return made an
+    array: one object per (``fun``, ``vectorized``), so compiled programs and kernels made for it are
+    found in the caches on the next call. A ``vectorized`` fun is called on ``y`` of shape ``(n, 1)``."""
+    if vectorized:
+        return lambda t, y, a: jnp.reshape(jnp.asarray(fun(t, y[:, None], *a)), jnp.shape(y))
+    return lambda t, y, a: _as_array(fun(t, y, *a))
+
+
+def _as_array(out):
+    return out if isinstance(out, jax.Array) else jnp.asarray(out)
 
 
 @functools.lru_cache(maxsize=128)
@@ -176,24 +256,64 @@ def _sciml_events(keys) -> tuple:
                  for e, terminal, direction in keys)
 
 
+def _event_key(event, i: int):
+    if not callable(event):
+        raise TypeError(f"`events` must be callables event(t, y, *args) (or one); got {event!r} at index {i}.")
+    return (_code_key(event), V.scipy_terminal(event, i), int(np.sign(getattr(event, "direction", 0))))
+
+
 def _solver_for(method):
+    """The sciml solver for scipy's ``method`` (a name, one of scipy's classes) or sciml's (a name or
+    an instance; an instance is checked by the pipeline)."""
     from sciml import solvers
 
+    if isinstance(method, type) and any(c.__name__ == "OdeSolver" for c in method.__mro__):
+        if method.__name__ not in SCIPY_METHODS or not method.__module__.startswith("scipy."):
+            raise ValueError(f"`method={method.__name__}`: a scipy `OdeSolver` subclass runs only inside scipy; "
+                             f"pass one of scipy's names {list(SCIPY_METHODS)} or a sciml method.")
+        method = method.__name__
     if not isinstance(method, str):
         return method
-    name = _ALIASES.get(method, method)
-    if name in _REPLACEMENTS and not hasattr(solvers, name):
-        raise ValueError(f"method {method!r} is not provided by sciml; use method={_REPLACEMENTS[name]!r} "
-                         f"(a stiff solver) instead.")
+    name = SCIPY_METHODS.get(method, method)
     cls = getattr(solvers, name, None)
+    if cls is None and method in SCIPY_METHODS:
+        raise ValueError(f"`method={method!r}` runs `sciml.solvers.{name}`, which this version of sciml does not "
+                         f"have; use method='Rodas5P' or method='BDF' (stiff solvers) instead.")
     if cls is None or not isinstance(cls, type):
-        known = [c.__name__ for c in solvers.ALL] + list(_ALIASES)
-        raise ValueError(f"unknown method {method!r}; choose one of {known}.")
+        known = [c.__name__ for c in solvers.ALL] + list(SCIPY_METHODS)
+        raise ValueError(f"`method` must be one of {known}, a scipy solver class or a sciml solver; got "
+                         f"unknown method {method!r}.")
     return cls()
 
 
-def _event_key(event):
-    return (event, bool(getattr(event, "terminal", False)), int(np.sign(getattr(event, "direction", 0))))
+def _jacobian_options(solver, jac, jac_sparsity, n: int):
+    """``(jac, jac_sparsity, constant)`` for the pipeline: scipy's ``jac`` (callable, array or sparse
+    matrix) as ``jac(t, y, args)``; both dropped with scipy's warning for a method without a Jacobian."""
+    given = [name for name, value in (("jac", jac), ("jac_sparsity", jac_sparsity)) if value is not None]
+    if not given:
+        return None, None, False
+    if not getattr(solver, "stiff", False):
+        warnings.warn("The following arguments have no effect for a chosen solver: "
+                      f"{', '.join(f'`{x}`' for x in given)}.", UserWarning, stacklevel=3)
+        return None, None, False
+    if jac is None:
+        return None, jac_sparsity, False
+    if callable(jac):
+        return _scipy_jac(_code_key(jac)), None, False
+    matrix = V.scipy_jac_matrix(jac, n)
+    return _constant_jac(matrix.tobytes(), matrix.shape, matrix.dtype.str), None, True
+
+
+@functools.lru_cache(maxsize=128)
+def _scipy_jac(jac):
+    return lambda t, y, a: _as_array(jac(t, y, *a))
+
+
+@functools.lru_cache(maxsize=32)
+def _constant_jac(data: bytes, shape, dtype: str):
+    """A constant Jacobian as ``jac(t, y, args)``, one object per matrix (its compiled programs are reused)."""
+    matrix = np.frombuffer(data, np.dtype(dtype)).reshape(shape)
+    return lambda t, y, a: jnp.asarray(matrix)
 
 
 @functools.lru_cache(maxsize=128)
@@ -220,39 +340,3 @@ def _compiled(options, mode):
         return host, (sol if mode in ("dense", "ts+dense") else None)
 
     return jax.jit(run)
-
-
-def _result(out, sol, mode, t0, t1, t_eval, n_events, max_steps, max_events) -> OdeResult:
-    """Build scipy's result from the host copies ``out`` (and the device solution ``sol`` for
-    ``dense_output``)."""
-    status, t_final, last_dt, n_steps, nfev, njev, nlu = out["scalars"]
-    status = int(status)
-    ts = out["ts"] if t_eval is None else t_eval
-    ys = out["ys"]
-    if mode in ("steps", "dense"):
-        n = int(n_steps)
-        ts, ys = ts[: n + 1], ys[: n + 1]
-    elif status != Status.SUCCESS:
-        reached = ~np.isnan(ys).any(axis=1)
-        ts, ys = ts[reached], ys[reached]
-    result = OdeResult(t=ts, y=ys.T, sol=None, t_events=None, y_events=None, nfev=int(nfev),
-                       njev=int(njev), nlu=int(nlu))
-    if sol is not None:
-        result["sol"] = DenseSolution(jax.jit(sol.evaluate), min(t0, t1), max(t0, t1))
-    if n_events:
-        counts = out["event_count"]
-        if np.any(counts > max_events):
-            i = int(np.flatnonzero(counts > max_events)[0])
-            raise ValueError(f"event {i} crossed zero {counts[i]} times, more than the {max_events} "
-                             f"recorded; pass `max_events=` larger to `solve_ivp`.")
-        result["t_events"] = [out["event_ts"][i, : counts[i]] for i in range(n_events)]
-        result["y_events"] = [out["event_ys"][i, : counts[i]] for i in range(n_events)]
-    if status == Status.SUCCESS:
-        result.update(status=0, message="The solver successfully reached the end of the integration interval.",
-                      success=True)
-    elif status == Status.EVENT:
-        result.update(status=1, message="A termination event occurred.", success=True)
-    else:
-        msg = describe(status, float(t_final), float(abs(last_dt)), max_steps)
-        result.update(status=-1, message=msg[0].upper() + msg[1:], success=False)
-    return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -198,6 +199,24 @@ def check_jac(jac, y0, solver):
                          f"Flatten the state into one vector, or leave out `jac` (sciml then uses `jax.jacfwd`).")
 
 
+def check_jac_sparsity(jac_sparsity, y0, solver):
+    """The `JacobianSparsity` of an ``(n, n)`` pattern (array or scipy sparse matrix), or None."""
+    if jac_sparsity is None:
+        return None
+    from sciml.solvers._sparsity import JacobianSparsity
+
+    if not getattr(solver, "stiff", False):
+        raise ValueError(f"`jac_sparsity=` is used by the stiff solvers; `{solver!r}` never forms a Jacobian. Drop "
+                         f"it, or pass e.g. `solver=sciml.solvers.Rodas5P()`.")
+    n = int(np.size(y0)) if isinstance(y0, (jax.Array, np.ndarray)) and jnp.ndim(y0) == 1 else None
+    shape = tuple(jac_sparsity.shape) if hasattr(jac_sparsity, "shape") else np.shape(jac_sparsity)
+    if n is None or shape != (n, n):
+        raise ValueError(f"`jac_sparsity` must be an (n, n) array or sparse matrix for a 1-D `y0` of length n "
+                         f"(nonzero where df_i/dy_j may be nonzero); got shape {shape} for `y0` of shape "
+                         f"{np.shape(y0)}.")
+    return JacobianSparsity.from_matrix(jac_sparsity)
+
+
 def concrete(x):
     """``x`` as a NumPy array, or None when it is traced."""
     if isinstance(x, (int, float, np.ndarray, np.generic)):
@@ -209,16 +228,16 @@ def concrete(x):
 
 
 def check_values(t0, t1, y0, ts, rtol, atol, dt0, names: Names = SOLVE, ensemble: bool = False,
-                 zero_span: bool = False):
+                 scipy_span: bool = False):
     """Value checks on the inputs that are concrete (traced values are checked in the program).
 
     `sciml.solve_ivp` calls this on every call of a pipeline's loop, where a whole kernel solve takes
     tens of microseconds: the common cases (Python floats, NumPy arrays) take the cheap paths."""
     t0c, t1c = concrete(t0), concrete(t1)
     if t0c is not None and t1c is not None:
-        if not (_finite(t0c) and _finite(t1c)):
+        if not (_finite(t0c) and (_finite(t1c) or (scipy_span and not np.isnan(t1c).any()))):
             raise ValueError(f"`t_span` must be finite; got ({t0c}, {t1c}).")
-        if (t0c == t1c).any() and not zero_span:
+        if (t0c == t1c).any() and not scipy_span:
             raise ValueError(f"`t_span` must have t0 != t1; got ({t0c}, {t1c}). Widen the interval.")
     for leaf in jax.tree_util.tree_leaves(y0):
         c = concrete(leaf)
@@ -326,6 +345,62 @@ def saveat_ok(s_ts, s0, s1):
     if s_ts.shape[0] == 0:
         return jnp.asarray(True)
     return (jnp.all(jnp.isfinite(s_ts)) & jnp.all(s_ts[1:] >= s_ts[:-1]) & (s_ts[0] >= s0) & (s_ts[-1] <= s1))
+
+
+# -- scipy's conventions, for `sciml.solve_ivp` ----------------------------------------------------
+def scipy_args(args) -> tuple:
+    """scipy's ``args``: None, or anything that unpacks (else scipy's TypeError)."""
+    if args is None:
+        return ()
+    try:
+        return tuple(args)
+    except TypeError as err:
+        raise TypeError(f"Supplied 'args' cannot be unpacked. Please supply `args` as a tuple (e.g. "
+                        f"`args=({args!r},)`).") from err
+
+
+def scipy_t_span(t_span) -> tuple[float, float]:
+    """``(t0, t1)`` as floats: ``t0`` finite, ``t1`` finite or infinite (scipy integrates towards it)."""
+    try:
+        t0, t1 = map(float, t_span)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"`t_span` must be a pair of numbers (t0, t1); got {t_span!r}.") from err
+    if not math.isfinite(t0) or math.isnan(t1):
+        raise ValueError(f"`t_span` must have a finite t0 and a t1 that is a number (it may be infinite); got "
+                         f"({t0}, {t1}).")
+    return t0, t1
+
+
+def scipy_rtol(rtol):
+    """scipy's floor on ``rtol``: positive values below ``100 * eps`` are raised to it, with its warning
+    (zero, negative and NaN values are refused later, naming the argument)."""
+    floor = 100 * np.finfo(np.float64).eps
+    if np.any((np.asarray(rtol) > 0) & (np.asarray(rtol) < floor)):
+        warnings.warn(f"At least one element of `rtol` is too small. Setting `rtol = np.maximum(rtol, {floor})`.",
+                      UserWarning, stacklevel=3)
+        return np.maximum(rtol, floor)
+    return rtol
+
+
+def scipy_terminal(event, i: int) -> int:
+    """An event's ``terminal`` attribute by scipy's rule: None/False/0 never, True the first crossing,
+    a positive int ``k`` the ``k``-th; anything else is refused."""
+    terminal = getattr(event, "terminal", None)
+    if terminal is None or terminal is False or (isinstance(terminal, (int, float)) and terminal == 0):
+        return 0
+    if isinstance(terminal, (bool, int, float, np.number)) and int(terminal) == terminal and terminal > 0:
+        return int(terminal)
+    raise ValueError(f"The `terminal` attribute of each event must be a boolean or positive integer; event {i} "
+                     f"({getattr(event, '__name__', event)!r}) has terminal={terminal!r}.")
+
+
+def scipy_jac_matrix(jac, n: int) -> np.ndarray:
+    """A constant ``jac`` (an array or a scipy sparse matrix) as a dense ``(n, n)`` array."""
+    matrix = np.asarray(jac.toarray() if hasattr(jac, "toarray") else jac)
+    if matrix.shape != (n, n) or not np.issubdtype(matrix.dtype, np.number):
+        raise ValueError(f"`jac` must be a callable jac(t, y, *args) or a constant (n, n) = ({n}, {n}) array or "
+                         f"sparse matrix; got {matrix.dtype.name} of shape {matrix.shape}.")
+    return matrix
 
 
 # -- checks while tracing ---------------------------------------------------------------------------

@@ -173,10 +173,33 @@ def test_scipy_method_names_are_the_same_methods(alias, name, at_t_eval):
     assert same.nfev == res.nfev
 
 
-@pytest.mark.parametrize("method", ["Radau", "LSODA"])
-def test_scipy_methods_we_lack_name_one_to_use(method):
-    with pytest.raises(ValueError, match=rf"method '{method}' is not provided by sciml; use method='Rodas5P'"):
-        ours(method=method)
+@pytest.mark.parametrize("scipy_name, sciml_name", [("Radau", "RadauIIA5"), ("LSODA", "AutoSwitch")])
+def test_radau_and_lsoda_run_their_sciml_methods(scipy_name, sciml_name):
+    if not hasattr(sciml.solvers, sciml_name):
+        with pytest.raises(ValueError, match=rf"`method='{scipy_name}'` runs `sciml.solvers.{sciml_name}`, which "
+                                             r"this version of sciml does not have; use method='Rodas5P'"):
+            ours(method=scipy_name)
+        return
+    res = ours(method=scipy_name, t_eval=T_EVAL, rtol=1e-8, atol=1e-10)
+    same = ours(method=getattr(sciml.solvers, sciml_name)(), t_eval=T_EVAL, rtol=1e-8, atol=1e-10)
+    np.testing.assert_array_equal(same.y, res.y)
+    np.testing.assert_allclose(res.y, scipys(t_eval=T_EVAL).y, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [scipy.integrate.RK23, scipy.integrate.RK45, scipy.integrate.DOP853,
+                                 scipy.integrate.BDF])
+def test_scipy_solver_classes_are_their_names(cls):
+    by_class = ours(method=cls, t_eval=T_EVAL[:3], rtol=1e-6, atol=1e-8)
+    by_name = ours(method=cls.__name__, t_eval=T_EVAL[:3], rtol=1e-6, atol=1e-8)
+    np.testing.assert_array_equal(by_class.y, by_name.y)
+
+
+def test_a_users_odesolver_subclass_is_refused():
+    class MySolver(scipy.integrate.RK45):
+        pass
+
+    with pytest.raises(ValueError, match=r"`method=MySolver`: a scipy `OdeSolver` subclass runs only inside scipy"):
+        ours(method=MySolver)
 
 
 @pytest.mark.parametrize("method", ["rk45", "Bogus"])
@@ -254,10 +277,22 @@ def test_auto_falls_back_to_jax_when_the_compiler_fails(monkeypatch, tmp_path):
         _build.compiler.cache_clear()
 
 
-def test_infinite_t_span_is_refused():
-    # scipy would integrate for ever
-    with pytest.raises(ValueError, match=r"`t_span` must be finite; got \(0.0, inf\)"):
-        ours(t_span=(0.0, np.inf))
+def test_infinite_t1_runs_to_a_terminal_event_like_scipy():
+    def hit_ground(t, y):
+        return y[0]
+
+    hit_ground.terminal, hit_ground.direction = True, -1
+    cannon = lambda t, y: jnp.stack([y[1], -9.81 * jnp.ones_like(y[0])])  # noqa: E731
+    res = sciml.solve_ivp(cannon, (0.0, np.inf), [0.0, 10.0], events=hit_ground, rtol=1e-10, atol=1e-12)
+    assert res.status == 1
+    np.testing.assert_allclose(res.t_events[0], [2 * 10.0 / 9.81], rtol=1e-10)
+    np.testing.assert_allclose(res.t[-1], 2 * 10.0 / 9.81, rtol=1e-10)
+
+
+@pytest.mark.parametrize("t_span", [(0.0, np.nan), (np.inf, 1.0), (-np.inf, 0.0)])
+def test_nan_t1_and_infinite_t0_are_refused(t_span):
+    with pytest.raises(ValueError, match=r"`t_span` must have a finite t0 and a t1 that is a number"):
+        ours(t_span=t_span)
 
 
 def test_rtol_must_be_positive():
@@ -266,11 +301,17 @@ def test_rtol_must_be_positive():
         ours(rtol=0.0)
 
 
-def test_unsupported_options_and_vectorized_are_refused():
-    with pytest.raises(ValueError, match=r"unsupported option\(s\) \['jac'\]"):
-        ours(jac=lambda t, y: y)
-    with pytest.raises(ValueError, match=r"`vectorized=True` is not needed"):
-        ours(vectorized=True)
+def test_unsupported_options_are_refused():
+    with pytest.raises(ValueError, match=r"unsupported option\(s\) \['lband'\]"):
+        ours(lband=1)
+
+
+def test_jac_with_an_explicit_method_is_dropped_with_scipys_warning():
+    with pytest.warns(UserWarning, match="The following arguments have no effect for a chosen solver: `jac`"):
+        res = ours(jac=lambda t, y, *a: jnp.eye(2), t_eval=T_EVAL)
+    with pytest.warns(UserWarning, match="no effect for a chosen solver: `jac`"):
+        scipys(jac=lambda t, y, *a: np.eye(2), method="RK45")
+    np.testing.assert_array_equal(res.y, ours(t_eval=T_EVAL).y)
 
 
 # -- failures are results, not exceptions -------------------------------------------------------------

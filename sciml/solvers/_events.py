@@ -23,7 +23,8 @@ class Event:
 
     Args:
         cond: ``cond(t, y, args) -> scalar``; ``y`` has the structure of ``y0``.
-        terminal: stop the solve at the first crossing (the final state is the state there).
+        terminal: stop the solve at the first crossing (the final state is the state there); a positive
+            int ``k`` stops it at the ``k``-th crossing (scipy's convention), ``False``/``0`` never.
         direction: ``+1`` only for crossings from negative to positive, ``-1`` only from positive to
             negative, ``0`` both. "From/to" follows the direction of integration.
 
@@ -37,12 +38,15 @@ class Event:
     """
 
     cond: Callable
-    terminal: bool = True
+    terminal: bool | int = True
     direction: int = 0
 
     def __post_init__(self):
         if not callable(self.cond):
             raise TypeError(f"`Event.cond` must be a callable cond(t, y, args); got {self.cond!r}.")
+        if not (isinstance(self.terminal, (bool, int)) and self.terminal >= 0):
+            raise ValueError(f"`Event.terminal` must be a bool or a positive int (stop at that crossing); got "
+                             f"{self.terminal!r}.")
         if self.direction not in (-1, 0, 1):
             raise ValueError(f"`Event.direction` must be -1, 0 or +1; got {self.direction!r}.")
 
@@ -61,7 +65,7 @@ class EventSet:
     in forward time, plus each event's static options."""
 
     values: Callable
-    terminal: tuple[bool, ...]
+    terminal: tuple[int, ...]      # the crossing that stops the solve (1: the first), 0: never
     directions: tuple[int, ...]
     records: int = 1
 
@@ -91,11 +95,12 @@ class EventSet:
                                                                                   crossed[i]),
                                    lambda: jnp.ones((), s.dtype)))
         theta = jnp.stack(thetas)
-        terminal = jnp.asarray(self.terminal)
+        terminal = jnp.asarray(self.terminal, jnp.int32)
+        stops = crossed & (terminal > 0) & (state.count + 1 >= terminal)
         big = jnp.asarray(2.0, s.dtype)
-        theta_stop = jnp.min(jnp.where(crossed & terminal, theta, big))
+        theta_stop = jnp.min(jnp.where(stops, theta, big))
         hit = theta_stop <= 1
-        fired = jnp.where(hit, jnp.argmin(jnp.where(crossed & terminal, theta, big)).astype(jnp.int32),
+        fired = jnp.where(hit, jnp.argmin(jnp.where(stops, theta, big)).astype(jnp.int32),
                           state.fired)
         s_stop = jnp.where(hit, s + theta_stop * dt, s_new)
         y_stop = jnp.where(hit, evaluate_polynomial(coeffs, theta_stop), y1)
