@@ -15,7 +15,7 @@ vjp is the implicit one.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,7 @@ class Record(NamedTuple):
     rec_dt: jax.Array      # (M,) step sizes taken
     rec_y: jax.Array       # (M + 1, n) state at each step start (then the end)
     n_steps: jax.Array     # accepted steps in the record
+    rec_method: Any = None  # (M,) which method took each step, for a solver with `method_index`; else empty
 
 
 class Terminal(NamedTuple):
@@ -53,7 +54,8 @@ def reverse_sweep(cfg, g, rec: Record, lam, p_diff, p_join, s_ts, ct_ys, hi, ct_
     (``saveat="steps"``/``"dense"``). Returns ``(lam0, grad)`` with ``grad`` like ``p_diff``.
     """
     solver = cfg.solver
-    rec_t, rec_dt, rec_y, n_steps = rec
+    rec_t, rec_dt, rec_y, n_steps, rec_method = rec
+    replay = rec_method is not None and rec_method.shape[0] > 0
     y_ref = rec_y[0]
     m = s_ts.shape[0]
 
@@ -63,7 +65,10 @@ def reverse_sweep(cfg, g, rec: Record, lam, p_diff, p_join, s_ts, ct_ys, hi, ct_
         t_new = t + dt if event else rec_t[k + 1]
         fb = lambda tt, yy: g(tt, yy, p)  # noqa: E731
         f0 = fb(t, y)
-        st = solver.step(fb, t, y, f0, dt, solver.init(fb, t, y, f0, dt))
+        state = solver.init(fb, t, y, f0, dt)
+        if replay:  # the method that took this step (AutoSwitch), not the one a fresh state would pick
+            state = solver.with_method_index(state, rec_method[k])
+        st = solver.step(fb, t, y, f0, dt, state)
         y1, f1, info = st.y1, st.f1, st.info
         if not (with_dense or event):
             return y1, None, jnp.zeros_like(t)

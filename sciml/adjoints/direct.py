@@ -74,10 +74,11 @@ def _direct(cfg, g, y0, s0, s1, params, s_ts, rtol, atol, dt0):
 def _fwd(cfg, g, y0, s0, s1, params, s_ts, rtol, atol, dt0):
     res = integrate(dataclasses.replace(cfg, record_steps=True), g, y0, s0, s1, params, s_ts, rtol, atol, dt0)
     ev = res.events
-    residuals = (Record(res.rec_t, res.rec_dt, res.rec_y, res.n_accept), res.t, res.y, res.ys, res.status,
+    residuals = (Record(res.rec_t, res.rec_dt, res.rec_y, res.n_accept, res.rec_method), res.t, res.y, res.ys, res.status,
                  (ev.count, ev.fired) if cfg.events is not None else (), y0, s0, s1, params, s_ts, rtol, atol, dt0)
     if not cfg.record_steps:
-        res = res._replace(rec_t=res.rec_t[:1], rec_dt=res.rec_dt[:0], rec_y=jnp.zeros_like(res.rec_y[:1]))
+        res = res._replace(rec_t=res.rec_t[:1], rec_dt=res.rec_dt[:0], rec_y=jnp.zeros_like(res.rec_y[:1]),
+                           rec_method=res.rec_method[:0])
     return res, residuals
 
 
@@ -138,7 +139,7 @@ def _checkpointed(k: int):
         def interval(carry, lo, hi, y_lo, dt_lo):
             lam, acc = carry
             r = integrate(seg, g, y_lo, lo, hi, p.params, empty, p.rtol, p.atol, dt_lo)
-            lam, grad = reverse_sweep(cfg, g, Record(r.rec_t, r.rec_dt, r.rec_y, r.n_accept), lam, p_diff,
+            lam, grad = reverse_sweep(cfg, g, Record(r.rec_t, r.rec_dt, r.rec_y, r.n_accept, r.rec_method), lam, p_diff,
                                       p_join, p.s_ts, ct.ys, hi)
             return lam, jax.tree_util.tree_map(jnp.add, acc, grad)
 
