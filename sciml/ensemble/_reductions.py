@@ -27,8 +27,8 @@ import numpy as np
 
 class Reduction:
     """The protocol of ``reduce=``: ``init(values) -> state``, ``update(state, values, valid) -> state``,
-    ``finish(state) -> result``. Subclasses are frozen dataclasses (hashable: they key the compiled
-    chunk program)."""
+    ``finish(state) -> result``. A reduction is hashable (it keys the compiled fold): the ready-made ones
+    are frozen dataclasses, equal when their parameters are."""
 
     def init(self, values) -> Any:
         raise NotImplementedError
@@ -237,36 +237,35 @@ class Histogram(Reduction):
                       above=state.above + table[..., bins + 1], nan=state.nan + table[..., bins + 2])
 
 
-@dataclasses.dataclass(frozen=True)
 class Fold(Reduction):
     """A reduction from an initial value and an update function: the general fold.
 
     Args:
         initial: the state before any chunk, a pytree of arrays.
-        update: ``update(state, values, valid) -> state``, traced; must keep the state's structure,
+        update: ``update(state, values, valid) -> state``, traced once; must keep the state's structure,
             shapes and dtypes (checked before the first chunk).
         finish: optional ``finish(state) -> result`` (default: the state).
+
+    A `Fold` is hashable by identity: reusing one object reuses its compiled fold.
 
     Example (the sum of every trajectory's final state):
         ``Fold(jnp.zeros(3), lambda s, y, valid: s + jnp.sum(jnp.where(valid[:, None], y, 0), axis=0))``
     """
 
-    initial: Any
-    update_fn: Callable
-    finish_fn: Callable | None = None
+    def __init__(self, initial: Any, update: Callable, finish: Callable | None = None):
+        if not callable(update) or (finish is not None and not callable(finish)):
+            raise TypeError(f"`Fold(initial, update, finish=None)` needs callables `update(state, values, valid)` "
+                            f"and `finish(state)`; got {update!r} and {finish!r}.")
+        self.initial, self._update, self._finish = initial, update, finish
 
-    def __hash__(self):
-        return hash((id(self.initial), self.update_fn, self.finish_fn))
-
-    def __eq__(self, other):
-        return (type(other) is Fold and other.initial is self.initial and other.update_fn is self.update_fn
-                and other.finish_fn is self.finish_fn)
+    def __repr__(self) -> str:
+        return f"Fold({self._update!r})"
 
     def init(self, values):
         return jax.tree_util.tree_map(jnp.asarray, self.initial)
 
     def update(self, state, values, valid):
-        return self.update_fn(state, values, valid)
+        return self._update(state, values, valid)
 
     def finish(self, state):
-        return state if self.finish_fn is None else self.finish_fn(state)
+        return state if self._finish is None else self._finish(state)

@@ -67,6 +67,8 @@ def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes
     Returns:
         An :class:`EnsembleSolution` (``ts``, ``ys``, ``t_final``, ``y_final``, ``status``,
         ``stats``, ``message()``), every field with the trajectory axis first.
+        With ``output`` or ``reduce``: a `sciml.ensemble.StreamedEnsemble` (``value``,
+        ``status_counts``, ``first_failure``, ``message()``).
 
     Raises:
         ValueError: for inconsistent inputs (the message names the argument and the fix).

@@ -109,6 +109,24 @@ def test_mean_variance_of_large_offsets_is_stable():
     np.testing.assert_allclose(moments.variance, x.var(0), rtol=1e-8)
 
 
+@pytest.mark.parametrize("dtype", [np.complex128, np.complex64])
+def test_mean_variance_of_complex_values(dtype):
+    """The mean keeps the complex dtype; the variance is real, the mean of |x - mean|^2 (NumPy's)."""
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((30, 2)) + 1j * rng.standard_normal((30, 2))).astype(dtype)
+    valid = np.arange(30) % 7 != 3
+    update = jax.jit(MeanVar().update)
+    state = MeanVar().init(jax.ShapeDtypeStruct((10, 2), dtype))
+    for chunk, mask in zip(x.reshape(3, 10, 2), valid.reshape(3, 10)):
+        state = update(state, jnp.asarray(chunk), jnp.asarray(mask))
+    moments = MeanVar().finish(state)
+    assert moments.mean.dtype == dtype and moments.variance.dtype == np.zeros((), dtype).real.dtype
+    tol = 1e-14 if dtype == np.complex128 else 1e-5
+    np.testing.assert_allclose(moments.mean, x[valid].astype(np.complex128).mean(0), rtol=tol)
+    np.testing.assert_allclose(moments.variance, x[valid].astype(np.complex128).var(0), rtol=tol)
+    assert moments.count == valid.sum()
+
+
 def test_min_max_histogram_and_fold_against_numpy(lorenz):
     dtype, (f, y0s, t_span, kw), whole = lorenz
     x = np.asarray(_final_x(whole))
