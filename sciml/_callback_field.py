@@ -129,7 +129,7 @@ def solve_with_callback(call, fun, vectorized: bool, error: Exception | None, so
     times and ``y0``); ``solve_traced(call)`` is the traced path's solve, run here with the field called
     back from the XLA loop where the kernel does not serve the call. ``backend="jax"`` raises a TypeError
     naming the fix; an exception raised by ``fun`` reaches the caller with its own traceback."""
-    from sciml._ode_result import result
+    from sciml._ode_result import OdeSolution, result
 
     options, problem = call.options, call.problem
     if error is not None:
@@ -144,9 +144,12 @@ def solve_with_callback(call, fun, vectorized: bool, error: Exception | None, so
     dtype = _state_dtype(fun, y0, args, float(problem.t0), vectorized)
     field = PythonField(fun, args, y0.size, dtype, vectorized, (float(problem.t0), float(problem.t1)))
     problem = dataclasses.replace(problem, y0=np.asarray(y0, dtype))
-    out = solve_python_field(field, problem, options)
+    out = solve_python_field(field, problem, options, call.t_eval)
     if out is not None:
-        return result(out, None, "ts", call.t0, call.t1, call.t_eval, 0, options.max_steps, call.max_events)
+        res = result(out, None, call.mode, call.t0, call.t1, call.t_eval, 0, options.max_steps, call.max_events)
+        if "dense" in out:
+            res["sol"] = OdeSolution(functools.partial(_piecewise, out["ts"], out["dense"]), out["ts"], y0.size)
+        return res
     options = dataclasses.replace(options, backend="jax", f=_callback_field(fun, vectorized, dtype.str),
                                   events=options.events and tuple(
                                       dataclasses.replace(e, cond=_callback_event(e.cond)) for e in options.events))
@@ -158,6 +161,22 @@ def solve_with_callback(call, fun, vectorized: bool, error: Exception | None, so
     if failed:
         raise failed[0]
     return res
+
+
+def _piecewise(ts: np.ndarray, dc: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The kernel's dense output at times ``t``: ``(len(t), n)`` from the step times ``ts`` and each step's
+    polynomial ``dc[k, p]`` in ``theta = (t - ts[k]) / (ts[k+1] - ts[k])`` (the last step past ``t1``)."""
+    t = np.asarray(t, np.float64).ravel()
+    if len(ts) < 2:
+        return np.broadcast_to(dc[0, 0] if len(dc) else np.zeros(dc.shape[-1]), (len(t), dc.shape[-1]))
+    forward = ts[-1] >= ts[0]
+    k = np.searchsorted(ts if forward else -ts, t if forward else -t, side="right") - 1
+    k = np.clip(k, 0, len(ts) - 2)
+    theta = ((t - ts[k]) / (ts[k + 1] - ts[k]))[:, None]
+    value = dc[k, -1]
+    for p in range(dc.shape[1] - 2, -1, -1):
+        value = value * theta + dc[k, p]
+    return value
 
 
 def _remember(f, error) -> None:

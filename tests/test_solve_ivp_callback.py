@@ -60,6 +60,20 @@ def test_numpy_lotka_volterra_matches_scipy_at_tight_tolerance():
     assert res.nfev > 0
 
 
+@pytest.mark.parametrize("method", ["DOP853", "Rodas5P"])
+def test_every_step_and_dense_output_of_a_numpy_field(method):
+    """scipy's default call (no `t_eval`) and `dense_output=True`, recorded by the kernel's loop."""
+    ref = scipy_solve_ivp(lotka_volterra, (0.0, 10.0), [1.0, 1.0], method="DOP853", args=(P,), rtol=1e-13,
+                          atol=1e-13, dense_output=True)
+    res = sciml.solve_ivp(lotka_volterra, (0.0, 10.0), [1.0, 1.0], method=method, args=(P,), rtol=1e-9,
+                          atol=1e-9, dense_output=True)
+    assert res.success and res.t[0] == 0.0 and res.t[-1] == 10.0 and len(res.t) > 10
+    np.testing.assert_allclose(res.y, ref.sol(res.t), atol=1e-6)
+    ts = np.linspace(0.0, 10.0, 41)
+    np.testing.assert_allclose(res.sol(ts), ref.sol(ts), atol=1e-6)
+    np.testing.assert_allclose(res.sol(res.t), res.y, atol=1e-12)   # the interpolant passes through the steps
+
+
 def test_python_if_on_t_matches_the_analytic_solution():
     ts = np.linspace(0.0, 3.0, 13)
     res = sciml.solve_ivp(switched_decay, (0.0, 3.0), [1.0, 2.0], method="RK45", t_eval=ts, rtol=1e-10, atol=1e-12)

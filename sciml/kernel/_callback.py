@@ -20,10 +20,10 @@ import jax
 import numpy as np
 
 from sciml._validate import time_dtype as time_dtype_of
-from sciml.kernel._host import _unserved, host_result
+from sciml.kernel._host import host_result
 from sciml.kernel._kernel_callback import HOST
 from sciml.kernel._kernel_spec import KernelSpec
-from sciml.kernel._xla import fall_back, gave_up, not_served
+from sciml.kernel._xla import controller_unserved, fall_back, gave_up, not_served, solver_unserved, state_unserved
 
 #: ``int callback(double t)``: 0 when the buffers are filled, nonzero when the Python side failed
 CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_double)
@@ -55,16 +55,20 @@ def _host_kernel(solver, controller, n: int, state_dtype: str, time_dtype: str, 
     entry, pointer = _entry_point(spec, method, "c-single")
     set_host = library.sciml_set_host
     set_host.restype = None
-    set_host.argtypes = [CALLBACK, CALLBACK] + [ctypes.c_void_p] * 4
+    set_host.argtypes = [CALLBACK] * 3 + [ctypes.c_void_p] * 5 + [ctypes.c_int]
     return _HostKernel(spec, method, entry, pointer, set_host, threading.Lock())
 
 
-def solve_python_field(field, problem, options) -> dict | None:
+def solve_python_field(field, problem, options, save_ts=None) -> dict | None:
     """``{"ys", "scalars"}`` of a one-trajectory ``problem`` whose field is ``field`` (a
     `sciml._callback_field.PythonField`), solved by the kernel with the field called back; None where
     the kernel does not serve the call and ``options.backend`` is ``"auto"`` (``"c"`` raises why).
 
-    An exception raised by the field stops the solve and is raised here, with its own traceback.
+    ``options.mode`` ``"ts"`` saves at ``save_ts``; ``"steps"`` records every step (``"ts"``: the
+    times, ``"ys"`` the states); ``"dense"`` also records each step's dense output (``"dense"``:
+    coefficients ``(steps, degree + 1, n)`` of the polynomial in ``theta = (t - t_k) / (t_k+1 - t_k)``)
+    and saves at ``save_ts`` when given. An exception raised by the field stops the solve and is raised
+    here, with its own traceback.
     """
     from sciml.kernel._build import run_launch
     from sciml.kernel._launch import Launch, host_tolerance, outputs, time_inputs
@@ -72,13 +76,13 @@ def solve_python_field(field, problem, options) -> dict | None:
     if gave_up(options.backend):
         return None
     y0 = np.asarray(problem.y0)
-    reason = _unserved(problem, options, np.zeros((), field.dtype))
+    reason = _unserved(problem, options, field.dtype)
     if reason:
         if options.backend == "c":
             raise not_served(reason, "call")
         return None
     real, n = field.dtype, int(y0.size)
-    ts_user = np.asarray(problem.ts)
+    ts_user = None if save_ts is None else np.asarray(save_ts)
     time_dtype = np.dtype(time_dtype_of(problem.t0, problem.t1, ts_user, real))
     try:
         kernel = _host_kernel(options.solver, options.controller, n, real.str, time_dtype.str, True,
@@ -92,19 +96,48 @@ def solve_python_field(field, problem, options) -> dict | None:
     try:
         spec, method = kernel.spec, kernel.method
         tp, ts, m, _ = time_inputs(problem.t0, problem.t1, problem.dt0, options.max_step, ts_user, time_dtype)
-        tol = np.concatenate([host_tolerance(tol, name, jax.tree_util.tree_structure(y0), ((y0.shape, real),), real, n)
+        tree = jax.tree_util.tree_structure(y0)
+        tol = np.concatenate([host_tolerance(tol, name, tree, ((y0.shape, real),), real, n)
                               for tol, name in ((problem.rtol, "rtol"), (problem.atol, "atol"))])
         launch = Launch(spec=spec, method=method, n_traj=1, y0s=np.ascontiguousarray(y0.reshape(1, n), real),
                         args=[], tp=tp, ts=ts, m=m, tol=tol, max_steps=options.max_steps,
                         **outputs(spec, method, 1, m, np))
         y, dy = np.zeros(n, real), np.zeros(n, real)
         J, dfdt = np.zeros((n, n) if spec.jac is not None else 1, real), np.zeros(n, real)
+        dc = np.zeros((method.dense_degree + 1, n), real)
+        steps_t, steps_y, steps_dc = [float(problem.t0)], [y0.astype(real)], []
+
+        def record(t):
+            steps_t.append(t)
+            steps_y.append(y.copy())
+            if options.mode == "dense":
+                steps_dc.append(dc.copy())
+            return 0
+
         # the ctypes objects must live until the kernel returns
         c_field = CALLBACK(lambda t: field.evaluate_into(t, y, dy))
         c_jac = CALLBACK(lambda t: field.jacobian_into(t, y, dy, J, dfdt))
-        kernel.set_host(c_field, c_jac, y.ctypes.data, dy.ctypes.data, J.ctypes.data, dfdt.ctypes.data)
+        c_record = CALLBACK(record) if options.mode != "ts" else CALLBACK()
+        kernel.set_host(c_field, c_jac, c_record, y.ctypes.data, dy.ctypes.data, J.ctypes.data, dfdt.ctypes.data,
+                        dc.ctypes.data, int(options.mode == "dense"))
         run_launch(launch, "c-single")
     finally:
         kernel.busy.release()
     field.raise_error()
-    return host_result(launch, problem, nfev=field.nfev, njev=field.njev)
+    out = host_result(launch, problem, nfev=field.nfev, njev=field.njev)
+    if options.mode != "ts":
+        out["scalars"][3] = len(steps_t) - 1
+        out["ts"] = np.asarray(steps_t)
+        if m == 0:
+            out["ys"] = np.stack(steps_y)
+    if options.mode == "dense":
+        out["dense"] = np.stack(steps_dc) if steps_dc else np.zeros((0, method.dense_degree + 1, n), real)
+    return out
+
+
+def _unserved(problem, options, dtype) -> str:
+    if problem.t0 == problem.t1:
+        return "it needs t0 != t1"
+    if options.events:
+        return "it has no `events`"
+    return state_unserved(dtype) or solver_unserved(options.solver) or controller_unserved(options.controller)

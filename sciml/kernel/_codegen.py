@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from sciml.kernel._ctypes import PRELUDES, TARGETS, c_type
-from sciml.kernel._kernel_callback import HOST_FAILED, host_field_source, is_host
+from sciml.kernel._kernel_callback import HOST_FAILED, host_field_source, host_record, is_host
 from sciml.kernel._kernel_control import kernel_controller
 from sciml.kernel._kernel_spec import (Ctx, KernelMethod, KernelSpec, arg_inputs, entry_parameters, lane_function,
                                        local_arg, state)
@@ -262,6 +262,8 @@ def _trajectory(spec: KernelSpec, method: KernelMethod, ctx: Ctx) -> str:
         loop += lanes(f"for (int j = 0; j < {n}; ++j) f1[j][l] = accept[l] ? f1[j][l] : f0[j][l];")
     if spec.save:
         loop += _save(ctx, method)
+    if is_host(spec):
+        loop += host_record(ctx, method)
     update = ["if (!active[l]) continue;",
               f"if (accept[l]) for (int j = 0; j < {n}; ++j) if (!isfinite({f1}[j][l])) "
               f"status[l] = {int(Status.NONFINITE)};"]

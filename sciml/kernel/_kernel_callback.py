@@ -40,13 +40,14 @@ def host_field_source(ctx: Ctx) -> str:
     n = ctx.n
     setup = "\n".join([
         "typedef int (*sciml_host_fn)(double);",
-        "static sciml_host_fn sciml_host_f = 0, sciml_host_jac = 0;",
-        "static sciml_real *sciml_host_y = 0, *sciml_host_dy = 0, *sciml_host_J = 0, *sciml_host_dfdt = 0;",
-        f"static int {HOST_FAILED} = 0;",
-        "void sciml_set_host(sciml_host_fn f, sciml_host_fn jac, sciml_real* y, sciml_real* dy, sciml_real* J, "
-        "sciml_real* dfdt) {",
-        "    sciml_host_f = f; sciml_host_jac = jac; sciml_host_y = y; sciml_host_dy = dy; sciml_host_J = J;",
-        f"    sciml_host_dfdt = dfdt; {HOST_FAILED} = 0;",
+        "static sciml_host_fn sciml_host_f = 0, sciml_host_jac = 0, sciml_host_rec = 0;",
+        "static sciml_real *sciml_host_y = 0, *sciml_host_dy = 0, *sciml_host_J = 0, *sciml_host_dfdt = 0, "
+        "*sciml_host_dc = 0;",
+        f"static int {HOST_FAILED} = 0, sciml_host_dense = 0;",
+        "void sciml_set_host(sciml_host_fn f, sciml_host_fn jac, sciml_host_fn rec, sciml_real* y, sciml_real* dy, "
+        "sciml_real* J, sciml_real* dfdt, sciml_real* dc, int dense) {",
+        "    sciml_host_f = f; sciml_host_jac = jac; sciml_host_rec = rec; sciml_host_y = y; sciml_host_dy = dy;",
+        f"    sciml_host_J = J; sciml_host_dfdt = dfdt; sciml_host_dc = dc; sciml_host_dense = dense; {HOST_FAILED} = 0;",
         "}", ""])
     params = (f"const sciml_time s[SCIML_LANES], const sciml_real y[{n}][SCIML_LANES], "
               f"const sciml_args* SCIML_RESTRICT p, const sciml_time dir, sciml_real dy[{n}][SCIML_LANES]")
@@ -80,3 +81,19 @@ def host_jacobian_source(ctx: Ctx) -> str:
         f"J[j][k][l] = (sciml_real)dir * sciml_host_J[j * {n} + k];",
         f"    for (int j = 0; j < {n}; ++j) dfdt[j][l] = (sciml_real)dir * ((sciml_real)dir * sciml_host_dfdt[j]);",
         "}"])
+
+
+def host_record(ctx: Ctx, method) -> list[str]:
+    """Loop lines after each accepted step: when the Python side asked for it (``rec`` set), the new
+    state (and with ``dense`` the step's dense-output polynomial ``dc``) into the buffers and a call of
+    ``rec(t_new)``, so that a solve records every step (scipy's default output) and its dense output."""
+    n, deg = ctx.n, method.dense_degree
+    dense = method.dense(ctx)
+    return ["if (sciml_host_rec && active[0] && accept[0]) {",
+            "    if (sciml_host_dense) {"] + ["        " + x for x in dense] + [
+            f"        for (int p = 0; p <= {deg}; ++p) for (int j = 0; j < {n}; ++j) "
+            f"sciml_host_dc[p * {n} + j] = dc[p][j][0];",
+            "    }",
+            f"    for (int j = 0; j < {n}; ++j) sciml_host_y[j] = y1[j][0];",
+            f"    if (sciml_host_rec((double)(t_new[0] * dir))) {HOST_FAILED} = 1;",
+            "}"]
