@@ -18,6 +18,9 @@ from tests.solvers.problems import ROTATION_Y0, rotation, rotation_exact
 EPS = 0.25
 T1 = 6.0
 ADAPTIVE = [m for m in S.ALL if m().adaptive]
+# RadauIIA5 superconverges at the steps (order 5; here 1e-2 of rtol) while its collocation polynomial is
+# O(h^4) between them (stage order 3): ~25x here, both below rtol. Its dense order: tests/solvers/test_radau.py.
+BETWEEN_FACTOR = {S.RadauIIA5: 100}
 
 
 @pytest.mark.parametrize("method", ADAPTIVE, ids=lambda m: m.__name__)
@@ -32,7 +35,7 @@ def test_error_between_steps_is_of_the_order_of_the_error_at_steps(method):
     between = np.concatenate([mids, quarter])
     dense = np.asarray(sol.evaluate(jnp.asarray(between)))
     err_between = np.max(np.abs(dense - rotation_exact(between, EPS)))
-    assert err_between <= 10 * max(at_steps, 1e-9), (method.__name__, err_between, at_steps)
+    assert err_between <= BETWEEN_FACTOR.get(method, 10) * max(at_steps, 1e-9), (method.__name__, err_between, at_steps)
 
 
 def test_evaluate_reproduces_the_steps_and_is_vectorised_and_jittable():
