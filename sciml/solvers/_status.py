@@ -12,6 +12,7 @@ import enum
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import io_callback
 
 from sciml.distributed import to_host
 
@@ -149,10 +150,10 @@ def raise_on_failure(values, status, t, dt, max_steps: int, solver_stiff: bool =
     host callback on that summary, which raises. Under ``vmap`` the check sees the whole batch at once
     (a custom batching rule), so the branch stays a branch and nothing but the summary leaves the
     devices; with the batch split over devices the reductions are the only communication. In a
-    multi-process program the callback runs on every device of every process, so every process raises
-    the same error (the computation must then span every process's devices, as a data-parallel step
-    does). ``values`` (the solve's outputs) pass through the failing branch so that the check cannot be
-    optimised away. Differentiable (the identity for derivatives).
+    multi-process program a callback runs on a device of every process, so every process raises the
+    same error (the computation must then span every process's devices, as a data-parallel step
+    does). The callback is an effect, so it runs even where ``values`` are not used (a gradient alone).
+    Differentiable (the identity for derivatives).
     """
 
     def report(count, first, size, code, t_i, dt_i):
@@ -173,8 +174,8 @@ def raise_on_failure(values, status, t, dt, max_steps: int, solver_stiff: bool =
                    status.ravel()[first].astype(jnp.int32), pick(t), jnp.abs(pick(dt)))
 
         def fail(values, summary):
-            token = _on_every_process(report, *summary)   # raises; the token ties it to the values
-            return jax.tree_util.tree_map(lambda v: v + token.astype(v.dtype), values)
+            _on_every_process(report, *summary)   # raises
+            return values
 
         return jax.lax.cond(jnp.any(bad), fail, lambda values, summary: values, values, summary)
 
@@ -202,21 +203,25 @@ def failed_mask(status) -> jax.Array:
     return (status != Status.SUCCESS) & (status != Status.EVENT)
 
 
-def _on_every_process(host_fn, *summary) -> jax.Array:
-    """Call ``host_fn(*summary)`` from the running program; a zero int32 token stands for its result.
+def _on_every_process(host_fn, *summary) -> None:
+    """Call ``host_fn(*summary)`` from the running program, on one device of every process.
 
-    A callback in an automatically partitioned program runs on one device only; in a multi-process
-    program it must run on every process so that each raises the error instead of waiting for the one
-    that did, so there it runs under a ``shard_map`` over every device (the summary is replicated).
+    A callback in an automatically partitioned program runs on one device only, and in a multi-process
+    program every process must raise the error rather than wait for the one that did; so there one
+    callback is pinned to a device of each process (which the program must span, as a data-parallel
+    step does). The callbacks are effects, so neither JAX nor XLA drops them or moves them to another
+    device, and nothing waits for their (empty) results.
     """
-    def call(*summary):
-        return jax.pure_callback(lambda *s: (host_fn(*s), np.int32(0))[1], jax.ShapeDtypeStruct((), jnp.int32),
-                                 *summary)
+    def call(*s):
+        host_fn(*s)
+        return np.int32(0)
 
-    if jax.process_count() == 1 or jax.sharding.get_abstract_mesh().manual_axes:
-        return call(*summary)
-    from jax.sharding import Mesh, PartitionSpec
-
-    mesh = Mesh(np.array(jax.devices()), ("sciml_check",))
-    return jax.shard_map(call, mesh=mesh, in_specs=PartitionSpec(), out_specs=PartitionSpec(),
-                         check_vma=False)(*summary)
+    shape = jax.ShapeDtypeStruct((), jnp.int32)
+    if jax.process_count() == 1:
+        io_callback(call, shape, *summary, ordered=False)
+        return
+    firsts = {}
+    for device in jax.devices():
+        firsts.setdefault(device.process_index, device)
+    for _, device in sorted(firsts.items()):
+        io_callback(call, shape, *summary, ordered=False, sharding=jax.sharding.SingleDeviceSharding(device))
