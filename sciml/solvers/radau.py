@@ -181,13 +181,10 @@ class RadauIIA5(AbstractSolver):
         Q, QI = jnp.asarray(R.Q, cdtype), jnp.asarray(R.QI, cdtype)
         c = jnp.asarray(R.C, dt.dtype)
 
-        def stages(W):
-            Z = T @ W
-            return Z, jnp.stack([f(t + c[i] * dt, y + Z[i]) for i in range(3)])
-
         def residual(w):
             W = w.reshape(3, n)
-            _, F = stages(W)
+            Z = T @ W
+            F = jnp.stack([f(t + c[i] * dt, y + Z[i]) for i in range(3)])
             return (TI @ F - _times_mass(mass, lam @ W) / h).ravel()
 
         def linsolve(r):
