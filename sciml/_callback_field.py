@@ -38,53 +38,77 @@ class PythonField:
     ``*_into`` forms that compiled code calls, and re-raised by `raise_error`.
 
     ``vectorized``: ``fun`` takes ``y`` of shape ``(n, k)`` (scipy's convention); single evaluations
-    pass ``(n, 1)``, and a finite-difference Jacobian is one call.
+    pass ``(n, 1)``, and a finite-difference Jacobian is one call. ``jac``: the user's ``jac(t, y, args)``
+    (then df/dy is not differenced); ``sparsity``: a `sciml.solvers._sparsity.JacobianSparsity`, whose
+    column groups make a differenced Jacobian cost one call per group.
     """
 
-    def __init__(self, fun, args: tuple, n: int, dtype, vectorized: bool = False, t_span=(-np.inf, np.inf)):
+    def __init__(self, fun, args: tuple, n: int, dtype, vectorized: bool = False, t_span=(-np.inf, np.inf),
+                 jac=None, sparsity=None):
         self.fun, self.args, self.n, self.dtype, self.vectorized = fun, args, n, np.dtype(dtype), vectorized
+        self.jac, self.sparsity = jac, sparsity
         self.t_lo, self.t_hi = min(t_span), max(t_span)
         self.nfev = self.njev = 0
         self.error: BaseException | None = None
+        self._shape, self._real = (n,), self.dtype.kind != "c"
 
     def __call__(self, t, y) -> np.ndarray:
         self.nfev += 1
         if self.vectorized:
             return self._checked(self.fun(t, y[:, None], *self.args), (self.n, 1)).reshape(self.n)
-        return self._checked(self.fun(t, y, *self.args), (self.n,))
+        return self._checked(self.fun(t, y, *self.args), self._shape)
 
     def _checked(self, out, shape) -> np.ndarray:
         out = np.asarray(out)
         if out.shape != shape:
             raise ValueError(f"`fun(t, y, *args)` must return dy/dt of shape {shape} (the shape of `y`); got "
                              f"shape {out.shape}.")
-        if out.dtype.kind == "c" and self.dtype.kind != "c":
+        if self._real and out.dtype.kind == "c":
             raise TypeError(f"`fun(t, y, *args)` returned a complex dy/dt for a real `y0`; its imaginary part "
                             f"would be dropped. Pass a complex `y0` (e.g. `y0.astype(complex)`).")
         return out
 
     def jacobian(self, t, y, f0) -> tuple[np.ndarray, np.ndarray]:
-        """``(df/dy, df/dt)`` at ``(t, y)`` by forward differences from ``f0 = f(t, y)`` (steps of
-        ``sqrt(eps) max(1, |y_k|)``, made exact in floating point; ``t`` steps towards the span's
-        inside, so ``fun`` is never called outside it)."""
+        """``(df/dy, df/dt)`` at ``(t, y)``: the user's ``jac``, else forward differences from
+        ``f0 = f(t, y)`` (steps of ``sqrt(eps) max(1, |y_k|)``, made exact in floating point; a group of
+        columns at once with ``sparsity``). ``t`` steps towards the span's inside, so ``fun`` is never
+        called outside it."""
         self.njev += 1
         eps = np.finfo(self.dtype).eps
-        h = np.sqrt(eps) * np.maximum(1.0, np.abs(y))
-        h = ((y + h) - y).real.astype(self.dtype)
-        if self.vectorized:
-            self.nfev += 1
-            F = self._checked(self.fun(t, y[:, None] + np.diag(h), *self.args), (self.n, self.n))
-            J = (F - f0[:, None]) / h
+        if self.jac is not None:
+            J = np.asarray(self.jac(t, y, self.args))
         else:
-            J = np.empty((self.n, self.n), np.result_type(self.dtype, f0))
-            for k in range(self.n):
-                yk = y.copy()
-                yk[k] = y[k] + h[k]
-                J[:, k] = (self(t, yk) - f0) / h[k]
+            h = np.sqrt(eps) * np.maximum(1.0, np.abs(y))
+            h = ((y + h) - y).real.astype(self.dtype)
+            J = self._differenced(t, y, f0, h)
         ht = float(np.sqrt(eps) * max(1.0, abs(t)))
         ht = ht if t + ht <= self.t_hi else -ht
         ht = (t + ht) - t
         return J, (self(t + ht, y) - f0) / ht
+
+    def _differenced(self, t, y, f0, h) -> np.ndarray:
+        s = self.sparsity
+        if s is not None:
+            seeds = np.zeros((s.n_colors, self.n), h.dtype)
+            seeds[s.colors, np.arange(self.n)] = h
+            if self.vectorized:
+                self.nfev += 1
+                F = self._checked(self.fun(t, y[:, None] + seeds.T, *self.args), (self.n, s.n_colors)).T
+            else:
+                F = np.stack([self(t, y + seed) for seed in seeds])
+            J = np.zeros((self.n, self.n), np.result_type(self.dtype, F))
+            J[s.rows, s.cols] = (F[s.colors[s.cols], s.rows] - f0[s.rows]) / h[s.cols]
+            return J
+        if self.vectorized:
+            self.nfev += 1
+            F = self._checked(self.fun(t, y[:, None] + np.diag(h), *self.args), (self.n, self.n))
+            return (F - f0[:, None]) / h
+        JT = np.empty((self.n, self.n), np.result_type(self.dtype, f0))   # row k: column k of J
+        for k in range(self.n):
+            yk = y.copy()
+            yk[k] = y[k] + h[k]
+            JT[k] = self(t, yk) - f0
+        return JT.T / h
 
     def jacobian_at(self, t, y) -> tuple[np.ndarray, np.ndarray]:
         """`jacobian` at ``(t, y)`` (one more call for ``f(t, y)``)."""
@@ -93,7 +117,11 @@ class PythonField:
     def evaluate_into(self, t: float, y: np.ndarray, dy: np.ndarray) -> int:
         """``dy[:] = f(t, y)``; 0, or 1 with the exception kept (for a C caller, which cannot take one)."""
         try:
-            dy[:] = self(t, y.copy())
+            if self.vectorized:
+                dy[:] = self(t, y.copy())
+            else:   # __call__ inlined: this runs once per evaluation, from C
+                self.nfev += 1
+                dy[:] = self._checked(self.fun(t, y.copy(), *self.args), self._shape)
             return 0
         except BaseException as err:  # noqa: BLE001 - re-raised by raise_error once the kernel returns
             self.error = err
@@ -142,7 +170,8 @@ def solve_with_callback(call, fun, vectorized: bool, error: Exception | None, so
     args = tuple(options.static_args.rebuild(list(problem.args)))
     y0 = np.asarray(call.y0)
     dtype = _state_dtype(fun, y0, args, float(problem.t0), vectorized)
-    field = PythonField(fun, args, y0.size, dtype, vectorized, (float(problem.t0), float(problem.t1)))
+    field = PythonField(fun, args, y0.size, dtype, vectorized, (float(problem.t0), float(problem.t1)),
+                        jac=options.jac, sparsity=options.jac_sparsity)
     problem = dataclasses.replace(problem, y0=np.asarray(y0, dtype))
     out = solve_python_field(field, problem, options, call.t_eval)
     if out is not None:
@@ -150,7 +179,9 @@ def solve_with_callback(call, fun, vectorized: bool, error: Exception | None, so
         if "dense" in out:
             res["sol"] = OdeSolution(functools.partial(_piecewise, out["ts"], out["dense"]), out["ts"], y0.size)
         return res
-    options = dataclasses.replace(options, backend="jax", f=_callback_field(fun, vectorized, dtype.str),
+    # the user's jac / jac_sparsity act inside the called-back field's derivative (a NumPy jac cannot be traced)
+    options = dataclasses.replace(options, backend="jax", jac=None, jac_sparsity=None,
+                                  f=_callback_field(fun, vectorized, dtype.str, options.jac, options.jac_sparsity),
                                   events=options.events and tuple(
                                       dataclasses.replace(e, cond=_callback_event(e.cond)) for e in options.events))
     _XLA_ERRORS.clear()
@@ -198,18 +229,18 @@ def _state_dtype(fun, y0, args, t0, vectorized) -> np.dtype:
 
 
 @functools.lru_cache(maxsize=128)
-def _callback_field(fun, vectorized: bool, dtype: str):
+def _callback_field(fun, vectorized: bool, dtype: str, jac=None, sparsity=None):
     """The pipeline's ``f(t, y, args)`` calling ``fun`` back from XLA, one object per ``(fun, vectorized,
-    dtype)`` (so compiled programs are found again); dy/dt in ``result_type(y, dtype)``, ``dtype`` being
-    what ``fun`` returns. Its derivative in ``y`` and ``t`` is the finite-difference Jacobian, which the
-    stiff methods use."""
+    dtype, jac, sparsity)`` (so compiled programs are found again); dy/dt in ``result_type(y, dtype)``,
+    ``dtype`` being what ``fun`` returns. Its derivative in ``y`` and ``t`` is `PythonField.jacobian`
+    (the user's ``jac``, else finite differences), which the stiff methods use."""
 
     def f(t, y, args):
         arrays, rebuild = _split(args)
         out_dtype = jnp.result_type(y.dtype, np.dtype(dtype))
 
         def host(dynamic) -> PythonField:
-            return PythonField(fun, tuple(rebuild(dynamic)), y.size, out_dtype, vectorized)
+            return PythonField(fun, tuple(rebuild(dynamic)), y.size, out_dtype, vectorized, jac=jac, sparsity=sparsity)
 
         def call(name, shapes, t, y, dynamic):
             run = _guarded(lambda t, y, *d: getattr(host(d), name)(t.item(), np.array(y)), shapes)
