@@ -222,6 +222,8 @@ def concrete(x):
     if isinstance(x, (int, float, np.ndarray, np.generic)):
         return np.asarray(x)
     try:
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return None   # a global array split over processes: checked in the program, like a traced one
         return np.asarray(x)
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
         return None
