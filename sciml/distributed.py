@@ -20,6 +20,7 @@ this process's id             ``JAX_PROCESS_ID``          ``SLURM_PROCID``
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from typing import Any, Mapping, Sequence
@@ -27,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import numpy as np
 
-__all__ = ["initialize", "is_initialized", "global_mesh", "global_batch", "replicate", "to_host"]
+__all__ = ["initialize", "is_initialized", "global_mesh", "global_batch", "replicate", "to_host", "DistributedError"]
 
 #: the one mesh axis of :func:`global_mesh`
 AXIS = "batch"
@@ -206,3 +207,24 @@ def to_host(x) -> np.ndarray:
 
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
+
+
+def on_every_process(run):
+    """`sciml.fit`'s training state (a ``sciml._checkpoint.Run``) with its arrays replicated over every
+    device of every process, so that a step over a `global_batch` is data-parallel; unchanged in a
+    single process."""
+    if jax.process_count() == 1:
+        return run
+    best = None if run.best_params is None else replicate(run.best_params)
+    return dataclasses.replace(run, params=replicate(run.params), state=replicate(run.state), best_params=best)
+
+
+def write_on_process_0(write, *args) -> None:
+    """``write(*args)`` on process 0 only (every process holds the same state; one file, one writer), then
+    a barrier, so that no process goes on (or returns from `sciml.fit`) before the file is written."""
+    if jax.process_index() == 0:
+        write(*args)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("sciml: checkpoint written")

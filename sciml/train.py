@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from sciml._checkpoint import Run, read_checkpoint, strong, write_checkpoint
+from sciml.distributed import on_every_process, write_on_process_0
 
 __all__ = ["fit", "Phase", "EarlyStopping", "FitResult", "StepInfo"]
 
@@ -96,8 +97,8 @@ class FitResult:
 def fit(loss_fn: Callable[[Any], jax.Array], params: Any, optimizer=None, steps: int = 1000, *,
         progress: bool = True, callbacks: Sequence[Callable[[StepInfo], Any]] = (),
         early_stopping: EarlyStopping | None = None, checkpoint: str | os.PathLike | None = None,
-        checkpoint_every: int = 100, resume: bool = False) -> FitResult:
-    """Minimise ``loss_fn(params)``.
+        checkpoint_every: int = 100, resume: bool = False, data: Any = None) -> FitResult:
+    """Minimise ``loss_fn(params)`` (or ``loss_fn(params, data)``).
 
     Args:
         loss_fn: a scalar function of the params, traceable by JAX (e.g. from ``sciml.losses``).
@@ -116,6 +117,11 @@ def fit(loss_fn: Callable[[Any], jax.Array], params: Any, optimizer=None, steps:
             must have been written by the same run: the same params (shapes, dtypes), the same number of
             phases with the same ``steps`` each, and the same optimizers (compared by the fingerprint of
             their functions and hyper-parameters that the checkpoint records; phase names are not compared).
+        data: a pytree of arrays handed to ``loss_fn(params, data)`` as an argument of the compiled step
+            rather than closed over. In a multi-process program (`sciml.distributed`) pass the batch made
+            by `sciml.distributed.global_batch` here: the step is then data-parallel (arrays split over
+            processes cannot be closed over), the params are replicated on every device, and process 0
+            alone writes the checkpoints.
 
     Returns:
         A :class:`FitResult` with ``params``, ``opt_state`` and the loss history ``losses``.
@@ -147,8 +153,9 @@ def fit(loss_fn: Callable[[Any], jax.Array], params: Any, optimizer=None, steps:
     run = Run(phases=phases, params=params, state=strong(phases[0].optimizer.init(params)))
     if checkpoint is not None and resume and os.path.exists(checkpoint):
         run = read_checkpoint(os.fspath(checkpoint), phases, params)
+    run = on_every_process(run)   # multi-process: the same params and state on every device (data-parallel)
     return _train(loss_fn, run, phases, progress, tuple(callbacks), early_stopping,
-                  None if checkpoint is None else os.fspath(checkpoint), checkpoint_every)
+                  None if checkpoint is None else os.fspath(checkpoint), checkpoint_every, data)
 
 
 
@@ -184,14 +191,15 @@ def _uses_linesearch(state) -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_step(loss_fn, optimizer, linesearch: bool):
-    value_and_grad = optax.value_and_grad_from_state(loss_fn) if linesearch else jax.value_and_grad(loss_fn)
-
-    def step(params, state):
+def _compiled_step(loss_fn, optimizer, linesearch: bool, with_data: bool):
+    def step(params, state, data):
+        objective = (lambda p: loss_fn(p, data)) if with_data else loss_fn  # noqa: E731
+        value_and_grad = (optax.value_and_grad_from_state(objective) if linesearch
+                          else jax.value_and_grad(objective))
         value, grads = value_and_grad(params, state=state) if linesearch else value_and_grad(params)
         finite = jnp.isfinite(value) & jnp.all(jnp.asarray(
             [jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)] or [True]))
-        extra = dict(value=value, grad=grads, value_fn=loss_fn) if linesearch else {}
+        extra = dict(value=value, grad=grads, value_fn=objective) if linesearch else {}
         updates, new_state = optimizer.update(grads, state, params, **extra)
         new_params = optax.apply_updates(params, updates)
         new_state = jax.tree_util.tree_map(lambda new, old: jnp.asarray(new, old.dtype), new_state, state)
@@ -200,16 +208,16 @@ def _compiled_step(loss_fn, optimizer, linesearch: bool):
     return jax.jit(step)
 
 
-def _train(loss_fn, run: Run, phases, progress, callbacks, early, path, every) -> FitResult:
+def _train(loss_fn, run: Run, phases, progress, callbacks, early, path, every, data) -> FitResult:
     last_good, ended = None, []
     try:
         while run.phase < len(phases):
             phase = phases[run.phase]
-            step = _compiled_step(loss_fn, phase.optimizer, _uses_linesearch(run.state))
+            step = _compiled_step(loss_fn, phase.optimizer, _uses_linesearch(run.state), data is not None)
             with _progress_bar(progress, phase, run) as bar:
                 bar.set_postfix(status="compiling")   # the first step compiles (unless cached)
                 while run.phase_step < phase.steps:
-                    new_params, new_state, value, finite = step(run.params, run.state)
+                    new_params, new_state, value, finite = step(run.params, run.state, data)
                     loss = float(value)
                     if not bool(finite):
                         reason, message = "nonfinite", _nonfinite_message(loss, run)
@@ -236,7 +244,7 @@ def _train(loss_fn, run: Run, phases, progress, callbacks, early, path, every) -
                                      f"{early.patience} steps)")
                         run.phase_step = phase.steps
                     if path is not None and len(run.losses) % every == 0:
-                        write_checkpoint(path, run, phases)
+                        write_on_process_0(write_checkpoint, path, run, phases)
             _next_phase(run, phases, early)
     except KeyboardInterrupt:
         where = f"; resume with `fit(..., checkpoint={path!r}, resume=True)`" if path else ""
@@ -270,7 +278,7 @@ def _next_phase(run: Run, phases, early):
 
 def _finish(run: Run, reason, message, path, early) -> FitResult:
     if path is not None:
-        write_checkpoint(path, run, run.phases)
+        write_on_process_0(write_checkpoint, path, run, run.phases)
     params = run.params
     if early is not None and early.restore_best and run.best_params is not None:
         params = run.best_params
