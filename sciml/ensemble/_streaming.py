@@ -241,21 +241,29 @@ class _SolveChunk:
 
 
 class _KernelChunks:
-    """``backend="c"``/``"cupy"``: the kernel solves a chunk; the jitted fold reduces it."""
+    """``backend="c"``/``"cupy"``: the kernel solves a chunk; the jitted fold reduces it. In a
+    multi-process program (``backend="c"``) a chunk has ``batch_size`` trajectories per device and each
+    process solves the rows of its devices."""
 
     def __init__(self, problem, options, backend, mesh, batch_size):
-        from sciml.kernel import solve_c, solve_cupy
+        from sciml.ensemble._multiprocess import is_multiprocess
 
         self.problem, self.options, self.backend = problem, options, backend
-        self.solve = solve_c if backend == "c" else solve_cupy
-        self.lanes = min(batch_size, problem.n_traj)
+        self.split = backend == "c" and is_multiprocess()
+        devices = jax.device_count() if self.split else 1
+        self.lanes = min(batch_size, -(-problem.n_traj // devices)) * devices
         self._first = self._solve_chunk(0)
         self.structure = jax.eval_shape(lambda e: e, self._first)
 
     def _solve_chunk(self, start):
-        fields = self.solve(chunk_problem(self.problem, self.options, start, self.lanes), self.options)
-        ens = EnsembleSolution(**fields, backend=self.backend)
-        return jax.tree_util.tree_map(_as_jax, ens)
+        from sciml.kernel import solve_c, solve_cupy
+
+        chunk = chunk_problem(self.problem, self.options, start, self.lanes)
+        if self.split:
+            from sciml.ensemble._multiprocess import solve_c_global
+            return solve_c_global(chunk, self.options)
+        fields = (solve_c if self.backend == "c" else solve_cupy)(chunk, self.options)
+        return jax.tree_util.tree_map(_as_jax, EnsembleSolution(**fields, backend=self.backend))
 
     def chunk(self, start):
         ens = self._first if start == 0 else self._solve_chunk(start)
@@ -337,7 +345,7 @@ def _finish_chunk(pending, gathered, n, lanes, throw, bar, options):
     jax.block_until_ready(state)
     count = min(lanes, n - start)
     if gathered is not None:
-        jax.tree_util.tree_map(lambda out, c: out.__setitem__(slice(start, start + count), np.asarray(c)[:count]),
+        jax.tree_util.tree_map(lambda out, c: out.__setitem__(slice(start, start + count), _to_host(c)[:count]),
                                gathered, chunk)
     if bar is not None:
         bar.update(count)
@@ -346,6 +354,14 @@ def _finish_chunk(pending, gathered, n, lanes, throw, bar, options):
         if first is not None:
             raise SolveError(f"trajectory {first} of {n} failed (the streamed solve stopped after trajectories "
                              f"0..{start + count - 1}; {_nonzero(counts)} so far): {message}")
+
+
+def _to_host(x) -> np.ndarray:
+    """A chunk's values in host memory (gathered from every process when split over processes)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from sciml.distributed import to_host
+        return to_host(x)
+    return np.asarray(x)
 
 
 def _status_summary(status_state, n, options) -> tuple[dict, int | None, str | None]:

@@ -228,32 +228,55 @@ def test_bad_output_and_reduce_are_named():
         sciml.solve_ensemble(f, y0s, t_span, batch_size=K, output=lambda ens: ens.status, reduce=MeanVar(), **kw)
 
 
-SHARDED = r"""
-import jax, numpy as np, sciml
+TWO_PROCESSES = r"""
+import sys
+import numpy as np, sciml
+sciml.distributed.initialize()
+import jax, sciml.kernel
 from sciml.ensemble import MeanVar
 
-assert jax.device_count() == 2, jax.devices()
+assert jax.process_count() == 2 and jax.device_count() == 2, jax.devices()
+rows = []                                    # trajectories each kernel call of this process solved
+solve_c = sciml.kernel.solve_c
+sciml.kernel.solve_c = lambda problem, options: rows.append(problem.n_traj) or solve_c(problem, options)
 n, ts = 11, np.linspace(0.0, 1.0, 3)
 ks = np.linspace(0.5, 2.0, n)
-kw = dict(args=ks, saveat=ts, rtol=1e-10, atol=1e-10)
 decay = lambda t, y, k: -k * y
-chunked = sciml.solve_ensemble(decay, np.ones((n, 1)), (0.0, 1.0), batch_size=2, **kw)  # 2 per device: 3 chunks
-assert chunked.ys.shape == (n, 3, 1) and (chunked.status == 0).all()
-np.testing.assert_allclose(chunked.ys[..., 0], np.exp(-np.outer(ks, ts)), rtol=1e-8)
-result = sciml.solve_ensemble(decay, np.ones((n, 1)), (0.0, 1.0), batch_size=2, reduce=MeanVar(), **kw)
-np.testing.assert_allclose(result.value.mean, chunked.ys.mean(0), rtol=1e-12)
-np.testing.assert_allclose(result.value.variance, chunked.ys.var(0), rtol=1e-12, atol=1e-16)
-assert result.value.count == n and result.status_counts["SUCCESS"] == n
-print("sharded streaming ok")
+for backend in ("jax", "c"):
+    kw = dict(args=ks, saveat=ts, rtol=1e-10, atol=1e-10, backend=backend, batch_size=2)  # 2 per device
+    whole = sciml.solve_ensemble(decay, np.ones((n, 1)), (0.0, 1.0), **kw)                # 3 chunks of 4
+    assert whole.ys.shape == (n, 3, 1) and (whole.status == 0).all()
+    np.testing.assert_allclose(whole.ys[..., 0], np.exp(-np.outer(ks, ts)), rtol=1e-8)
+    result = sciml.solve_ensemble(decay, np.ones((n, 1)), (0.0, 1.0), reduce=MeanVar(), **kw)
+    np.testing.assert_allclose(result.value.mean, whole.ys.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(result.value.variance, whole.ys.var(0), rtol=1e-12, atol=1e-16)
+    assert result.value.count == n and result.status_counts["SUCCESS"] == n
+assert set(rows) == {2}, rows                 # each process solved only its devices' rows of a chunk
+print("two processes ok", jax.process_index())
 """
 
 
-def test_streaming_over_two_devices():
-    """``batch_size`` per device: chunks of 2 x 2 trajectories split over a 2-device mesh, the last padded
-    (in a subprocess, as the device count is fixed when JAX starts)."""
+def test_streaming_over_two_processes():
+    """``batch_size`` per device over a mesh that spans two processes (one CPU device each), on the jax
+    and c backends: each process solves its rows of every chunk, reductions combine across processes,
+    and un-reduced outputs are gathered on every process. Processes stop by themselves (bounded time)."""
+    import socket
+
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu",
+           "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
            "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    run = subprocess.run([sys.executable, "-c", SHARDED], env=env, cwd=root, capture_output=True, text=True,
-                         timeout=300)
-    assert run.returncode == 0 and "sharded streaming ok" in run.stdout, run.stdout + run.stderr
+    procs = [subprocess.Popen([sys.executable, "-c", TWO_PROCESSES], env={**env, "JAX_PROCESS_ID": str(i)},
+                              cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    try:
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for i, (p, out) in enumerate(zip(procs, outs)):
+        assert p.returncode == 0 and f"two processes ok {i}" in out, out
