@@ -109,7 +109,9 @@ def solve_streaming(problem: Problem, options: Options, *, backend: str, mesh, b
     gathered = None if reduce is not None else jax.tree_util.tree_map(
         lambda v: np.empty((n,) + tuple(v.shape[1:]), v.dtype), values)
     bar = _progress_bar(n) if progress else None
-    pending = None  # (state, gathered chunk, start): at most one chunk in flight beyond the one being copied
+    # (state, outputs, start) of the chunk dispatched last: the next chunk is dispatched before waiting
+    # for it, so at most two chunks are alive (async dispatch would otherwise queue them all)
+    pending = None
     try:
         for start in range(0, n, runner.lanes):
             state, chunk = fold(state, runner.chunk(start), start, n)
@@ -194,7 +196,8 @@ def chunk_problem(problem: Problem, options: Options, start: int, lanes: int) ->
 
 
 class _JaxChunks:
-    """``backend="jax"``: the vmapped (and sharded) solve, ``output`` and ``reduce`` in one jitted program."""
+    """``backend="jax"``: each chunk is a call of the ensemble's own compiled program (vmapped, and sharded
+    over the mesh with ``batch_size`` trajectories per device)."""
 
     def __init__(self, problem, options, backend, mesh, batch_size):
         from sciml.ensemble._jax_backend import _compiled, _place, default_mesh
@@ -206,7 +209,7 @@ class _JaxChunks:
         n = problem.n_traj
         self.lanes = min(batch_size, -(-n // devices)) * devices
         self.problem, self.options = problem, options
-        self.solve_chunk = _SolveChunk(_compiled(options, self.mesh), options.max_steps)
+        self.solve = _compiled(options, self.mesh)
         shared = [x for x, b in zip(problem.args, options.batched) if not b]
         values = (problem.t0, problem.t1, problem.ts, problem.rtol, problem.atol, problem.dt0)
         self.place = lambda tree: tree
@@ -216,7 +219,7 @@ class _JaxChunks:
             shared, values = (jax.tree_util.tree_map(lambda x: _place(x, whole), t) for t in (shared, values))
             self.place = lambda tree: jax.tree_util.tree_map(lambda x: _place(x, split), tree)
         self.fixed = (shared, values)
-        self.structure = jax.eval_shape(self.solve_chunk, *self._inputs(0))
+        self.structure = jax.eval_shape(self._solve, *self._inputs(0))
 
     def _inputs(self, start):
         chunk = chunk_problem(self.problem, self.options, start, self.lanes)
@@ -224,20 +227,12 @@ class _JaxChunks:
         return self.place(chunk.y0), self.place(batched), *self.fixed
 
     def chunk(self, start):
-        return self.solve_chunk(*self._inputs(start))
+        return self._solve(*self._inputs(start))
 
-
-@dataclasses.dataclass(frozen=True)
-class _SolveChunk:
-    """One chunk's solve: the compiled vmapped (sharded) solve, its outputs as an `EnsembleSolution`."""
-
-    solve: Callable
-    max_steps: int
-
-    def __call__(self, y0s, batched, shared, values):
+    def _solve(self, y0s, batched, shared, values):
         ts, ys, t_final, y_final, status, stats, last_dt = self.solve(y0s, batched, shared, values)
         return EnsembleSolution(ts=ts, ys=ys, t_final=t_final, y_final=y_final, status=status, stats=stats,
-                                _last_dt=last_dt, backend="jax", _max_steps=self.max_steps)
+                                _last_dt=last_dt, backend="jax", _max_steps=self.options.max_steps)
 
 
 class _KernelChunks:
