@@ -125,7 +125,8 @@ def trim_records(res: LoopResult, cfg: LoopConfig) -> LoopResult:
     if cfg.record_steps or cfg.record_dense:
         return res
     return res._replace(rec_t=res.rec_t[:1], rec_dt=res.rec_dt[:0], rec_y=jnp.zeros_like(res.rec_y[:1]),
-                        rec_dense=res.rec_dense[:0], rec_method=res.rec_method[:0])
+                        rec_dense=res.rec_dense[:0],
+                        rec_method=None if res.rec_method is None else res.rec_method[:0])
 
 
 def continuous_adjoint(forward, backward, primal=None):
