@@ -129,7 +129,8 @@ class MeanVar(Reduction):
         denominator = state.count - self.ddof
 
         def variance(m2):
-            return jnp.where(denominator > 0, m2 / jnp.maximum(denominator, 1).astype(m2.dtype), jnp.nan).astype(m2.dtype)
+            scaled = m2 / jnp.maximum(denominator, 1).astype(m2.dtype)
+            return jnp.where(denominator > 0, scaled, jnp.nan).astype(m2.dtype)
 
         return Moments(mean=state.mean, variance=jax.tree_util.tree_map(variance, state.variance),
                        count=int(state.count))
@@ -161,8 +162,10 @@ class MinMax(Reduction):
             if jnp.issubdtype(leaf.dtype, jnp.complexfloating):
                 raise TypeError("`reduce=MinMax()` needs real outputs; `output` gave a complex one. Reduce "
                                 "`jnp.abs(x)` or `x.real` instead.")
-        return Extrema(min=jax.tree_util.tree_map(lambda x: jnp.full(x.shape[1:], _extreme(x.dtype, 1), x.dtype), values),
-                       max=jax.tree_util.tree_map(lambda x: jnp.full(x.shape[1:], _extreme(x.dtype, -1), x.dtype), values))
+        def filled(sign):
+            return jax.tree_util.tree_map(lambda x: jnp.full(x.shape[1:], _extreme(x.dtype, sign), x.dtype), values)
+
+        return Extrema(min=filled(1), max=filled(-1))
 
     def update(self, state, values, valid):
         def low(m, x):
@@ -212,8 +215,9 @@ class Histogram(Reduction):
     def init(self, values):
         leaves = jax.tree_util.tree_leaves(values)
         if len(leaves) != 1 or jnp.issubdtype(leaves[0].dtype, jnp.complexfloating):
+            dtypes = [np.dtype(x.dtype).name for x in leaves]
             raise TypeError("`reduce=Histogram(...)` needs `output` to give one real array per chunk; got "
-                            f"{jax.tree_util.tree_structure(values)} with dtypes {[np.dtype(x.dtype).name for x in leaves]}.")
+                            f"{jax.tree_util.tree_structure(values)} with dtypes {dtypes}.")
         element = leaves[0].shape[1:]
         zeros = jnp.zeros(element, count_dtype())
         return Counts(counts=jnp.zeros(element + (len(self.edges) - 1,), count_dtype()), below=zeros, above=zeros,

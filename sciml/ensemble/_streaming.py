@@ -281,7 +281,8 @@ class _StatusTally(Reduction):
 
     def init(self, values):
         status, _, t_final, last_dt = values
-        return dict(counts=jnp.zeros(len(Status), count_dtype()), first=jnp.asarray(np.iinfo(count_dtype()).max, count_dtype()),
+        never = jnp.asarray(np.iinfo(count_dtype()).max, count_dtype())  # no failure yet
+        return dict(counts=jnp.zeros(len(Status), count_dtype()), first=never,
                     first_status=jnp.zeros((), status.dtype), first_t=jnp.zeros((), t_final.dtype),
                     first_dt=jnp.zeros((), last_dt.dtype))
 

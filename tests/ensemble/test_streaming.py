@@ -204,7 +204,8 @@ def test_batch_size_must_be_a_positive_int(batch_size):
 def test_streaming_arguments_need_batch_size():
     f, y0s, t_span, kw = _lorenz(np.float64)
     for extra in (dict(output=_final_x), dict(reduce=MeanVar()), dict(progress=True)):
-        with pytest.raises(ValueError, match=f"`{next(iter(extra))}` stream the ensemble in chunks: pass `batch_size=`"):
+        name = next(iter(extra))
+        with pytest.raises(ValueError, match=f"`{name}` stream the ensemble in chunks: pass `batch_size=`"):
             sciml.solve_ensemble(f, y0s, t_span, **extra, **kw)
 
 
