@@ -133,3 +133,24 @@ def test_coefficients_are_those_of_radau_iia5():
     cno = alpha ** 2 + beta ** 2
     assert abs(R.GAMMA - u1) < 1e-12
     assert abs(R.MU - complex(alpha / cno, beta / cno)) < 1e-12
+
+
+def test_stage_equations_take_a_constant_mass_matrix():
+    # M y' = f with M = 2 I is y' = f / 2: the same step, stages, error estimate and polynomial.
+    solver, t, dt, y = S.RadauIIA5(), jnp.asarray(0.0), jnp.asarray(0.05), jnp.array([1.0, -0.5])
+
+    def f(t, y):
+        return jnp.array([-y[0] + jnp.sin(t), -50.0 * (y[1] - y[0] ** 2)])
+
+    def half(t, y):
+        return f(t, y) / 2
+
+    def attempt(field, mass):
+        f0 = field(t, y)
+        state = solver.bind_tolerances(solver.init(field, t, y, f0, dt), 1e-8, 1e-8)
+        return solver._step(field, t, y, f0, dt, state, mass=mass)
+
+    with_mass, plain = jax.jit(lambda: (attempt(f, 2.0 * jnp.eye(2)), attempt(half, None)))()
+    for a, b in ((with_mass.y1, plain.y1), (with_mass.y_err, plain.y_err), (with_mass.info, plain.info)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-14)
+    assert bool(with_mass.ok) and bool(plain.ok)
