@@ -1,5 +1,6 @@
 """RadauIIA5 on its own: measured order 5 (non-stiff and stiff linear), its collocation dense output,
-complex states, Newton failures, its coefficients and forward-mode gradients.
+complex states, Newton failures, its coefficients, forward-mode gradients and the place its stage
+equations keep for a constant mass matrix.
 
 The stiff test set, ROBER's dense output, events, stats and float32, the Prothero-Robinson order and
 the Direct gradient run it through the shared stiff tests (``S.STIFF``); the C backend's refusal is in
