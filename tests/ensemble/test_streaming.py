@@ -72,12 +72,18 @@ def test_chunked_jax_is_the_unchunked_ensemble(lorenz):
     _assert_same_solution(chunked, reference)  # bit for bit
 
 
-def test_chunked_c_is_the_unchunked_ensemble():
-    f, y0s, t_span, kw = _lorenz(np.float64)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+def test_chunked_c_is_the_unchunked_ensemble(dtype):
+    f, y0s, t_span, kw = _lorenz(dtype)
     whole = sciml.solve_ensemble(f, y0s, t_span, backend="c", **kw)
     chunked = sciml.solve_ensemble(f, y0s, t_span, backend="c", batch_size=K, **kw)
     _assert_same_solution(chunked, jax.tree_util.tree_map(np.asarray, whole))  # one C lane per trajectory
-    assert chunked.backend == "c"
+    assert chunked.backend == "c" and chunked.ys.dtype == dtype
+    moments = sciml.solve_ensemble(f, y0s, t_span, backend="c", batch_size=K, reduce=MeanVar(), **kw).value
+    assert moments.mean.dtype == dtype and moments.variance.dtype == dtype
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    ys = np.asarray(whole.ys, np.float64)
+    np.testing.assert_allclose(moments.mean, ys.mean(0), rtol=tol, atol=tol * np.abs(ys).max())
 
 
 def test_mean_variance_against_numpy(lorenz):
