@@ -6,12 +6,13 @@ error there marks it as a Python field (`known_python_field`; ``backend="auto"``
 silently, ``backend="jax"`` raises), and its later calls come straight here. A Python field runs
 
 * in the generated C kernel (`sciml.kernel.solve_python_field`): the kernel's loop, ``fun`` called
-  through a ``ctypes`` function pointer, finite-difference Jacobians (`PythonField.jacobian`) for
-  Rosenbrock methods; the fast path, for the calls the kernel serves (``t_eval``, no events, no dense
-  output, explicit Runge-Kutta or Rodas5P, float32/float64), else
-* in the jitted XLA loop with ``fun`` (and the events) as `jax.pure_callback`s and the same
-  finite-difference Jacobian as the field's derivative (`jax_options`): every feature of the traced
-  path (events, dense output, every method, complex states), at ~0.1 ms per evaluation.
+  through a ``ctypes`` function pointer, every accepted step (and its dense output) handed back the
+  same way, Jacobians for Rosenbrock methods from `PythonField.jacobian` (the user's ``jac``, else
+  finite differences, grouped by ``jac_sparsity``); the fast path, for every call without events with
+  an explicit Runge-Kutta method or Rodas5P and a float32/float64 state, else
+* in the jitted XLA loop with ``fun`` (and the events) as `jax.pure_callback`s whose derivative is the
+  same Jacobian: every feature of the traced path (events, every method, complex states), at a fraction
+  of a millisecond per evaluation.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sciml._callback_events import HostEvents
 from sciml.kernel import solve_python_field
 
 #: per pipeline field (one per user ``fun``) that JAX could not trace: the error tracing it raised
 _TRACE_ERRORS: dict = {}
+#: the state dtype per (pipeline field, y0 dtype and shape, args dtypes): `fun` is probed once
+_DTYPES: dict = {}
 #: exceptions raised by ``fun`` inside the XLA loop's callbacks during the current solve (XLA would
 #: otherwise turn them into a runtime error without the user's traceback)
 _XLA_ERRORS: list = []
@@ -169,15 +173,19 @@ def solve_with_callback(call, fun, vectorized: bool, error: Exception | None, so
                         f"`backend=\"auto\"` (the default) to run it as a Python callback.") from error
     args = tuple(options.static_args.rebuild(list(problem.args)))
     y0 = np.asarray(call.y0)
-    dtype = _state_dtype(fun, y0, args, float(problem.t0), vectorized)
+    key = (options.f, y0.dtype.str, y0.shape, tuple(np.result_type(a).str for a in problem.args))
+    dtype = _cached(_DTYPES, key, lambda: _state_dtype(fun, y0, args, float(problem.t0), vectorized))
     field = PythonField(fun, args, y0.size, dtype, vectorized, (float(problem.t0), float(problem.t1)),
                         jac=options.jac, sparsity=options.jac_sparsity)
     problem = dataclasses.replace(problem, y0=np.asarray(y0, dtype))
-    out = solve_python_field(field, problem, options, call.t_eval)
+    events = options.events and HostEvents(options.events, args, options.event_records, y0.size, dtype)
+    out = solve_python_field(field, problem, options, call.t_eval, events or None)
     if out is not None:
-        res = result(out, None, call.mode, call.t0, call.t1, call.t_eval, 0, options.max_steps, call.max_events)
-        if "dense" in out:
-            res["sol"] = OdeSolution(functools.partial(_piecewise, out["ts"], out["dense"]), out["ts"], y0.size)
+        res = result(out, None, call.mode, call.t0, call.t1, call.t_eval, call.n_events, options.max_steps,
+                     call.max_events)
+        if options.mode == "dense":
+            res["sol"] = OdeSolution(functools.partial(_piecewise, out["ts"], out["steps"], out["dense"]),
+                                     out["ts"], y0.size)
         return res
     # the user's jac / jac_sparsity act inside the called-back field's derivative (a NumPy jac cannot be traced)
     options = dataclasses.replace(options, backend="jax", jac=None, jac_sparsity=None,
@@ -194,16 +202,17 @@ def solve_with_callback(call, fun, vectorized: bool, error: Exception | None, so
     return res
 
 
-def _piecewise(ts: np.ndarray, dc: np.ndarray, t: np.ndarray) -> np.ndarray:
+def _piecewise(ts: np.ndarray, ends: np.ndarray, dc: np.ndarray, t: np.ndarray) -> np.ndarray:
     """The kernel's dense output at times ``t``: ``(len(t), n)`` from the step times ``ts`` and each step's
-    polynomial ``dc[k, p]`` in ``theta = (t - ts[k]) / (ts[k+1] - ts[k])`` (the last step past ``t1``)."""
+    polynomial ``dc[k, p]`` in ``theta = (t - ts[k]) / (ends[k] - ts[k])`` (``ends``: where each step
+    ended, past ``ts[-1]`` for a step cut short by a terminal event)."""
     t = np.asarray(t, np.float64).ravel()
     if len(ts) < 2:
         return np.broadcast_to(dc[0, 0] if len(dc) else np.zeros(dc.shape[-1]), (len(t), dc.shape[-1]))
     forward = ts[-1] >= ts[0]
     k = np.searchsorted(ts if forward else -ts, t if forward else -t, side="right") - 1
     k = np.clip(k, 0, len(ts) - 2)
-    theta = ((t - ts[k]) / (ts[k + 1] - ts[k]))[:, None]
+    theta = ((t - ts[k]) / (ends[k] - ts[k]))[:, None]
     value = dc[k, -1]
     for p in range(dc.shape[1] - 2, -1, -1):
         value = value * theta + dc[k, p]
@@ -211,16 +220,27 @@ def _piecewise(ts: np.ndarray, dc: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def _remember(f, error) -> None:
+    _cached(_TRACE_ERRORS, f, lambda: error)
+
+
+def _cached(cache: dict, key, make):
+    """``cache[key]``, made by ``make()`` if missing (the oldest of 256 entries dropped); an unhashable
+    key (a field object that cannot be hashed) is made again on every call."""
     try:
-        if len(_TRACE_ERRORS) >= 256:
-            _TRACE_ERRORS.pop(next(iter(_TRACE_ERRORS)))
-        _TRACE_ERRORS[f] = error
-    except TypeError:  # an unhashable callable: traced again on every call
+        return cache[key]
+    except KeyError:
         pass
+    except TypeError:
+        return make()
+    if len(cache) >= 256:
+        cache.pop(next(iter(cache)))
+    value = cache[key] = make()
+    return value
 
 
 def _state_dtype(fun, y0, args, t0, vectorized) -> np.dtype:
-    """``result_type(y0, fun(t0, y0))``, as the traced path integrates in (one call, not counted)."""
+    """``result_type(y0, fun(t0, y0))``, as the traced path integrates in (one call, not counted; made once
+    per field, dtypes and shape)."""
     probe = PythonField(fun, args, y0.size, y0.dtype, vectorized)
     dtype = np.result_type(y0.dtype, probe(t0, y0.copy()).dtype)
     if not np.issubdtype(dtype, np.inexact):

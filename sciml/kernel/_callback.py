@@ -23,6 +23,7 @@ from sciml._validate import time_dtype as time_dtype_of
 from sciml.kernel._host import host_result
 from sciml.kernel._kernel_callback import HOST
 from sciml.kernel._kernel_spec import KernelSpec
+from sciml.solvers._status import Status
 from sciml.kernel._xla import controller_unserved, fall_back, gave_up, not_served, solver_unserved, state_unserved
 
 #: ``int callback(double t)``: 0 when the buffers are filled, nonzero when the Python side failed
@@ -59,16 +60,19 @@ def _host_kernel(solver, controller, n: int, state_dtype: str, time_dtype: str, 
     return _HostKernel(spec, method, entry, pointer, set_host, threading.Lock())
 
 
-def solve_python_field(field, problem, options, save_ts=None) -> dict | None:
+def solve_python_field(field, problem, options, save_ts=None, events=None) -> dict | None:
     """``{"ys", "scalars"}`` of a one-trajectory ``problem`` whose field is ``field`` (a
     `sciml._callback_field.PythonField`), solved by the kernel with the field called back; None where
     the kernel does not serve the call and ``options.backend`` is ``"auto"`` (``"c"`` raises why).
 
     ``options.mode`` ``"ts"`` saves at ``save_ts``; ``"steps"`` records every step (``"ts"``: the
     times, ``"ys"`` the states); ``"dense"`` also records each step's dense output (``"dense"``:
-    coefficients ``(steps, degree + 1, n)`` of the polynomial in ``theta = (t - t_k) / (t_k+1 - t_k)``)
-    and saves at ``save_ts`` when given. An exception raised by the field stops the solve and is raised
-    here, with its own traceback.
+    coefficients ``(steps, degree + 1, n)`` of the polynomial in ``theta = (t - t_k) / (e_k - t_k)``,
+    ``"steps"`` the ends ``e_k`` of those steps)
+    and saves at ``save_ts`` when given. ``events`` (a `sciml._callback_events.HostEvents`, for
+    ``options.events``) is told every accepted step with its dense output and may stop the solve there.
+    An exception raised by the field or an event stops the solve and is raised here, with its own
+    traceback.
     """
     from sciml.kernel._build import run_launch
     from sciml.kernel._launch import Launch, host_tolerance, outputs, time_inputs
@@ -105,26 +109,43 @@ def solve_python_field(field, problem, options, save_ts=None) -> dict | None:
         y, dy = np.zeros(n, real), np.zeros(n, real)
         J, dfdt = np.zeros((n, n) if spec.jac is not None else 1, real), np.zeros(n, real)
         dc = np.zeros((method.dense_degree + 1, n), real)
-        steps_t, steps_y, steps_dc = [float(problem.t0)], [y0.astype(real)], []
+        steps_t, steps_y, steps_dc, steps_end = [float(problem.t0)], [y0.astype(real)], [], []
+        dense = options.mode == "dense" or events is not None
+        if events is not None:
+            events.start(float(problem.t0), y0.astype(real))
 
         def record(t):
-            steps_t.append(t)
-            steps_y.append(y.copy())
-            if options.mode == "dense":
-                steps_dc.append(dc.copy())
-            return 0
+            try:
+                steps_t.append(t)
+                steps_end.append(t)
+                steps_y.append(y.copy())
+                if dense:
+                    steps_dc.append(dc.copy())
+                if events is not None and events.step(steps_t[-2], t, steps_y[-1], steps_dc[-1]):
+                    steps_t[-1], steps_y[-1] = events.t_stop, events.y_stop
+                    return 1   # stops the loop; not a failure: field.error stays None
+                return 0
+            except BaseException as err:  # noqa: BLE001 - an event function's own error, re-raised below
+                field.error = err
+                return 1
 
         # the ctypes objects must live until the kernel returns
         c_field = CALLBACK(lambda t: field.evaluate_into(t, y, dy))
         c_jac = CALLBACK(lambda t: field.jacobian_into(t, y, dy, J, dfdt))
-        c_record = CALLBACK(record) if options.mode != "ts" else CALLBACK()
+        c_record = CALLBACK(record) if options.mode != "ts" or events is not None else CALLBACK()
         kernel.set_host(c_field, c_jac, c_record, y.ctypes.data, dy.ctypes.data, J.ctypes.data, dfdt.ctypes.data,
-                        dc.ctypes.data, int(options.mode == "dense"))
+                        dc.ctypes.data, int(dense))
         run_launch(launch, "c-single")
     finally:
         kernel.busy.release()
     field.raise_error()
     out = host_result(launch, problem, nfev=field.nfev, njev=field.njev)
+    if events is not None:
+        out.update(events.outputs())
+        if events.t_stop is not None:
+            out["scalars"][:2] = int(Status.EVENT), events.t_stop
+            if m:   # save points past the event were written by the step that crossed it
+                out["ys"][(np.asarray(ts_user, np.float64) - events.t_stop) * tp[2] > 0] = np.nan
     if options.mode != "ts":
         out["scalars"][3] = len(steps_t) - 1
         out["ts"] = np.asarray(steps_t)
@@ -132,12 +153,11 @@ def solve_python_field(field, problem, options, save_ts=None) -> dict | None:
             out["ys"] = np.stack(steps_y)
     if options.mode == "dense":
         out["dense"] = np.stack(steps_dc) if steps_dc else np.zeros((0, method.dense_degree + 1, n), real)
+        out["steps"] = np.asarray(steps_end)
     return out
 
 
 def _unserved(problem, options, dtype) -> str:
     if problem.t0 == problem.t1:
         return "it needs t0 != t1"
-    if options.events:
-        return "it has no `events`"
     return state_unserved(dtype) or solver_unserved(options.solver) or controller_unserved(options.controller)
