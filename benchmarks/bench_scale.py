@@ -12,7 +12,7 @@ broadcast initial state (no memory).
 
     python benchmarks/bench_scale.py                 # N = 1e5, 1e6, 1e7 and k = 4096 .. 262144 (~4 min on 2 cores)
     python benchmarks/bench_scale.py --quick         # N = 1e5, 1e6 only
-    python benchmarks/bench_scale.py --backend jax   # the vmapped XLA loop (~10x slower on the CPU)
+    python benchmarks/bench_scale.py --backend jax --quick --n-for-k 2.6e5   # the vmapped XLA loop (slower on the CPU)
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ HEADER = (f"{'N':>10} {'k':>8} {'work MB':>9} {'inputs':>9} {'unreduced':>9} {'s
           + "-" * 68)
 
 
-def streaming_memory(backend: str = "c", quick: bool = False) -> list[dict]:
+def streaming_memory(backend: str = "c", quick: bool = False, n_for_k: int = 10**6) -> list[dict]:
     """Peak working memory of a reduced ensemble against N (k fixed) and against k (N fixed)."""
     print(f"streamed ensemble, reduce=MeanVar(), backend={backend!r}: working memory (peak RSS above the RSS "
           f"before the solve, inputs made and programs compiled), the inputs (the user's arrays, 8 B/trajectory, "
@@ -101,10 +101,10 @@ def streaming_memory(backend: str = "c", quick: bool = False) -> list[dict]:
     for n in sizes:
         by_n.append(_measure(n, k, backend))
         print(_row(by_n[-1]), flush=True)
-    print("linear in k (N = 1e6):\n" + HEADER)
+    print(f"linear in k (N = {n_for_k:.0e}):\n" + HEADER)
     by_k = []
-    for kk in [4096, 16384, 65536, 262144]:
-        by_k.append(_measure(10**6, kk, backend))
+    for kk in [size for size in (4096, 16384, 65536, 262144) if size <= n_for_k]:
+        by_k.append(_measure(n_for_k, kk, backend))
         print(_row(by_k[-1]), flush=True)
     first, last = by_n[0], by_n[-1]
     growth = (last["working"] - first["working"]) / (last["n"] - first["n"])
@@ -124,8 +124,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="c", choices=["c", "jax"])
     parser.add_argument("--quick", action="store_true", help="N up to 1e6 only")
+    parser.add_argument("--n-for-k", type=float, default=1e6, help="N of the batch_size sweep")
     args = parser.parse_args(argv)
-    streaming_memory(args.backend, args.quick)
+    streaming_memory(args.backend, args.quick, int(args.n_for_k))
 
 
 if __name__ == "__main__":
