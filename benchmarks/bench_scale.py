@@ -13,6 +13,7 @@ broadcast initial state (no memory).
     python benchmarks/bench_scale.py                 # N = 1e5, 1e6, 1e7 and k = 4096 .. 262144 (~4 min on 2 cores)
     python benchmarks/bench_scale.py --quick         # N = 1e5, 1e6 only
     python benchmarks/bench_scale.py --backend jax --quick --n-for-k 2.6e5   # the vmapped XLA loop (slower on the CPU)
+    python benchmarks/bench_scale.py --only processes   # 1 vs 2 processes (benchmarks/_processes_scale.py, ~3 min)
 """
 
 from __future__ import annotations
@@ -125,8 +126,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backend", default="c", choices=["c", "jax"])
     parser.add_argument("--quick", action="store_true", help="N up to 1e6 only")
     parser.add_argument("--n-for-k", type=float, default=1e6, help="N of the batch_size sweep")
+    parser.add_argument("--only", choices=["memory", "processes"], help="one of the two measurements")
     args = parser.parse_args(argv)
-    streaming_memory(args.backend, args.quick, int(args.n_for_k))
+    if args.only != "processes":
+        streaming_memory(args.backend, args.quick, int(args.n_for_k))
+    if args.only != "memory":   # 1 vs 2 processes: benchmarks/_processes_scale.py
+        from benchmarks._processes_scale import processes_speedup
+        processes_speedup()
 
 
 if __name__ == "__main__":
