@@ -26,19 +26,23 @@ class HostEvents:
         self.count = np.zeros(E, np.int64)
         self.ts = np.full((E, records), np.nan)
         self.ys = np.full((E, records, n), np.nan, dtype)
-        self.g = np.zeros(E)
+        self.g: list[float] = []
         self.t_stop = self.y_stop = None
 
-    def _values(self, t, y) -> np.ndarray:
-        return np.array([_scalar(e.cond(t, y, self.args), i) for i, e in enumerate(self.events)])
+    def _values(self, t, y) -> list[float]:
+        return [_scalar(e.cond(t, y, self.args), i) for i, e in enumerate(self.events)]
 
     def start(self, t0: float, y0: np.ndarray) -> None:
         self.g = self._values(t0, y0.copy())
 
     def step(self, t_old: float, t_new: float, y1: np.ndarray, dc: np.ndarray) -> bool:
         g_new = self._values(t_new, y1.copy())
-        up, down = (self.g < 0) & (g_new >= 0), (self.g > 0) & (g_new <= 0)
-        crossed = np.array([{1: u, -1: d, 0: u | d}[k] for u, d, k in zip(up, down, self.directions)], bool)
+        # up: g_old < 0 <= g_new, down: g_old > 0 >= g_new; direction +1 keeps up, -1 down, 0 both
+        crossed = np.array([(a < 0 <= b and k != -1) or (a > 0 >= b and k != 1)
+                            for a, b, k in zip(self.g, g_new, self.directions)], bool)
+        if not crossed.any():   # most steps: Python scalars only
+            self.g = g_new
+            return False
         h = t_new - t_old
         theta = np.ones(len(self.events))
         for i in np.flatnonzero(crossed):
@@ -71,6 +75,8 @@ def _poly(dc: np.ndarray, theta: float) -> np.ndarray:
 
 
 def _scalar(value, i: int) -> float:
+    if isinstance(value, float):   # Python and NumPy float64 scalars
+        return value
     value = np.asarray(value)
     if value.size != 1 or value.dtype.kind not in "fiu":
         raise ValueError(f"event {i} must return a real scalar whose zero is the event; got {value!r}.")

@@ -316,7 +316,9 @@ def _guarded(fn, shapes):
         if not _XLA_ERRORS:
             try:
                 out = fn(*inputs)
-                return tuple(np.asarray(o, s.dtype) for o, s in zip(out, shapes)) if many else np.asarray(out, shapes.dtype)
+                if many:
+                    return tuple(np.asarray(o, s.dtype) for o, s in zip(out, shapes))
+                return np.asarray(out, shapes.dtype)
             except Exception as err:  # noqa: BLE001
                 _XLA_ERRORS.append(err)
         nan = lambda s: np.full(s.shape, np.nan, s.dtype)  # noqa: E731

@@ -12,6 +12,7 @@ from scipy.integrate import solve_ivp as scipy_solve_ivp
 from scipy.linalg import expm
 
 import sciml
+from tests.ensemble.problems import assert_warning_free_c
 
 P = np.array([1.5, 1.0, 3.0, 1.0])
 TS = np.linspace(0.0, 10.0, 21)
@@ -132,19 +133,27 @@ def failing_field(t, y):
     return -y
 
 
-@pytest.mark.parametrize("y0", [np.array([1.0]), np.array([1.0 + 0j])], ids=["kernel", "xla"])
-def test_an_exception_in_the_field_reaches_the_caller_with_its_traceback(y0):
-    """A real state runs in the kernel, a complex one in the XLA loop (the kernel is real-only)."""
-    with pytest.raises(FieldError, match="bad t=") as info:
-        sciml.solve_ivp(failing_field, (0.0, 1.0), y0, t_eval=[0.0, 1.0])
+def rotation(t, y, fail):
+    if fail and t > 0.5:
+        raise FieldError(f"bad t={t}")
+    return 1j * y
+
+
+def test_an_exception_in_the_field_reaches_the_caller_with_its_traceback():
+    with pytest.raises(FieldError, match="bad t=") as info:   # a real state: the kernel
+        sciml.solve_ivp(failing_field, (0.0, 1.0), [1.0], t_eval=[0.0, 1.0])
     assert "failing_field" in [frame.name for frame in traceback.extract_tb(info.tb)]
 
 
-def test_a_complex_numpy_field_runs_in_the_xla_loop():
-    res = sciml.solve_ivp(lambda t, y: np.array([1j * y[0]]), (0.0, 2.0), np.array([1.0 + 0j]), t_eval=[1.0, 2.0],
+def test_a_complex_numpy_field_runs_in_the_xla_loop_and_raises_there_too():
+    """The kernel is real-only: a complex state runs the XLA loop with `fun` as a callback."""
+    res = sciml.solve_ivp(rotation, (0.0, 2.0), np.array([1.0 + 0j]), t_eval=[1.0, 2.0], args=(False,),
                           rtol=1e-10, atol=1e-12)
     assert res.y.dtype == np.complex128
     np.testing.assert_allclose(res.y[0], np.exp(1j * np.array([1.0, 2.0])), rtol=1e-8)
+    with pytest.raises(FieldError, match="bad t=") as info:   # the same compiled program
+        sciml.solve_ivp(rotation, (0.0, 2.0), np.array([1.0 + 0j]), t_eval=[1.0, 2.0], args=(True,))
+    assert "rotation" in [frame.name for frame in traceback.extract_tb(info.tb)]
 
 
 def test_the_field_is_traced_once_then_called_back_directly():
@@ -208,3 +217,13 @@ def test_a_terminal_count_and_a_direction_as_on_the_traced_path():
     for a, b in zip(ours.t_events + ours.y_events, traced.t_events + traced.y_events):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-8)
     assert len(ours.t) == len(traced.t) and ours.t[-1] == ours.t_events[1][-1]   # stopped at the 2nd crossing
+
+
+@pytest.mark.parametrize("solver", ["Tsit5", "Dopri8", "Rodas5P"])
+def test_the_callback_kernel_is_warning_free_c(solver, tmp_path):
+    from sciml.kernel._callback import host_spec
+    from sciml.kernel._codegen import kernel_source
+    from sciml.solvers._control import PIController
+
+    spec, method = host_spec(getattr(sciml.solvers, solver)(), PIController(), 3, "<f8", "<f8", True, True, True)
+    assert_warning_free_c(kernel_source(spec, method, "c-single"), tmp_path)

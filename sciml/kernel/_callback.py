@@ -40,18 +40,27 @@ class _HostKernel:
     busy: threading.Lock
 
 
-@functools.lru_cache(maxsize=64)
-def _host_kernel(solver, controller, n: int, state_dtype: str, time_dtype: str, save: bool, adaptive: bool,
-                 auto_dt0: bool) -> _HostKernel:
-    """The built callback kernel for one (method, controller, size, dtypes, mode)."""
-    from sciml.kernel._build import _entry_point, load_library
-    from sciml.kernel._launch import kernel_method, kernel_static_controller, source_for
+def host_spec(solver, controller, n: int, state_dtype: str, time_dtype: str, save: bool, adaptive: bool,
+              auto_dt0: bool) -> tuple[KernelSpec, object]:
+    """The `KernelSpec` (``rhs=HOST``) and kernel method of a callback kernel."""
+    from sciml.kernel._launch import kernel_method, kernel_static_controller
 
     method = kernel_method(solver)
     spec = KernelSpec(rhs=HOST, n=n, state_dtype=np.dtype(state_dtype), time_dtype=np.dtype(time_dtype), args=(),
                       save=save, adaptive=adaptive, auto_dt0=auto_dt0,
                       controller=kernel_static_controller(controller),
                       jac=HOST if hasattr(method, "jacobian_jaxpr") else None)
+    return spec, method
+
+
+@functools.lru_cache(maxsize=64)
+def _host_kernel(solver, controller, n: int, state_dtype: str, time_dtype: str, save: bool, adaptive: bool,
+                 auto_dt0: bool) -> _HostKernel:
+    """The built callback kernel for one (method, controller, size, dtypes, mode)."""
+    from sciml.kernel._build import _entry_point, load_library
+    from sciml.kernel._launch import source_for
+
+    spec, method = host_spec(solver, controller, n, state_dtype, time_dtype, save, adaptive, auto_dt0)
     library = load_library(source_for(spec, method, "c-single"))
     entry, pointer = _entry_point(spec, method, "c-single")
     set_host = library.sciml_set_host

@@ -47,7 +47,8 @@ def host_field_source(ctx: Ctx) -> str:
         "void sciml_set_host(sciml_host_fn f, sciml_host_fn jac, sciml_host_fn rec, sciml_real* y, sciml_real* dy, "
         "sciml_real* J, sciml_real* dfdt, sciml_real* dc, int dense) {",
         "    sciml_host_f = f; sciml_host_jac = jac; sciml_host_rec = rec; sciml_host_y = y; sciml_host_dy = dy;",
-        f"    sciml_host_J = J; sciml_host_dfdt = dfdt; sciml_host_dc = dc; sciml_host_dense = dense; {HOST_FAILED} = 0;",
+        "    sciml_host_J = J; sciml_host_dfdt = dfdt; sciml_host_dc = dc; sciml_host_dense = dense;",
+        f"    {HOST_FAILED} = 0;",
         "}", ""])
     params = (f"const sciml_time s[SCIML_LANES], const sciml_real y[{n}][SCIML_LANES], "
               f"const sciml_args* SCIML_RESTRICT p, const sciml_time dir, sciml_real dy[{n}][SCIML_LANES]")
@@ -70,7 +71,9 @@ def host_jacobian_source(ctx: Ctx) -> str:
               f"const sciml_real f0[{n}][SCIML_LANES], const sciml_time dir, "
               f"sciml_real J[{n}][{n}][SCIML_LANES], sciml_real dfdt[{n}][SCIML_LANES]")
     return lane_function("sciml_jac_host", params, [], [
-        f"for (int j = 0; j < {n}; ++j) {{ sciml_host_y[j] = y[j][l]; sciml_host_dy[j] = (sciml_real)dir * f0[j][l]; }}",
+        f"for (int j = 0; j < {n}; ++j) {{",
+        "    sciml_host_y[j] = y[j][l]; sciml_host_dy[j] = (sciml_real)dir * f0[j][l];",
+        "}",
         f"if ({HOST_FAILED} || sciml_host_jac((double)(sciml_real)(s[l] * dir))) {{",
         f"    {HOST_FAILED} = 1;",
         f"    for (int j = 0; j < {n}; ++j) {{ dfdt[j][l] = (sciml_real)SCIML_NAN; "
