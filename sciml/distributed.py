@@ -7,15 +7,11 @@ checkpoints written by process 0). The guide is the "Scale" page of the docs.
 
 Where the settings come from (an argument given to :func:`initialize` always wins):
 
-============================  ==========================  ==================================
-setting                       environment                 under SLURM (``srun``)
-============================  ==========================  ==================================
-coordinator ``host:port``     ``JAX_COORDINATOR_ADDRESS`` first host of the step's node list,
-                                                          port ``JAX_COORDINATOR_PORT`` or one
-                                                          derived from ``SLURM_JOB_ID``
-number of processes           ``JAX_NUM_PROCESSES``       ``SLURM_NTASKS``
-this process's id             ``JAX_PROCESS_ID``          ``SLURM_PROCID``
-============================  ==========================  ==================================
+| setting | environment | under SLURM (``srun``) |
+| --- | --- | --- |
+| coordinator ``host:port`` | ``JAX_COORDINATOR_ADDRESS`` | the step's first host; port ``JAX_COORDINATOR_PORT`` or one derived from ``SLURM_JOB_ID`` |
+| number of processes | ``JAX_NUM_PROCESSES`` | ``SLURM_NTASKS`` |
+| this process's id | ``JAX_PROCESS_ID`` | ``SLURM_PROCID`` |
 """
 
 from __future__ import annotations
