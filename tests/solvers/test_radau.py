@@ -4,7 +4,7 @@ equations keep for a constant mass matrix.
 
 The stiff test set, ROBER's dense output, events, stats and float32, the Prothero-Robinson order and
 the Direct gradient run it through the shared stiff tests (``S.STIFF``); the C backend's refusal is in
-``test_backend.py``. Oracles: exact solutions (a rotation, ``expm`` of a linear system), central finite
+``test_backend.py``. Oracles: exact solutions (``expm`` of linear systems), central finite
 differences (``test_stiff_gradients.py``).
 """
 
@@ -18,20 +18,20 @@ import sciml
 from sciml import adjoints as A
 from sciml import solvers as S
 from sciml.solvers import _radau_coefficients as R
-from tests.solvers.problems import ROTATION_Y0, rotation, rotation_exact
 from tests.solvers.stiff_problems import PROBLEMS
 from tests.solvers.test_stiff import no_root
 from tests.solvers.test_stiff_gradients import LOG_K, finite_differences, loss_fn
 
-EPS = 0.25
 T1 = 2.0
 STEPS = [4, 8, 16, 32]
 #: points between the steps of every grid above (the midpoints of the finest)
 BETWEEN = (np.arange(STEPS[-1]) + 0.5) * T1 / STEPS[-1]
-# Stiff linear system: eigenvalues -1, -1e3, -1e6 in a random orthogonal basis.
 _Q = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))[0]
+# Non-stiff: a damped rotation (eigenvalues -0.1 +- 2i) and a decay (-0.5); stiff: eigenvalues -1, -1e3,
+# -1e6. Both in a random orthogonal basis, so every component sees every mode.
+NONSTIFF_A = _Q @ np.array([[-0.1, -2.0, 0.0], [2.0, -0.1, 0.0], [0.0, 0.0, -0.5]]) @ _Q.T
 STIFF_A = _Q @ np.diag([-1.0, -1e3, -1e6]) @ _Q.T
-STIFF_Y0 = np.array([1.0, 0.5, -0.3])
+Y0 = np.array([1.0, 0.5, -0.3])
 
 
 def linear(t, y, a):
@@ -43,41 +43,40 @@ def slope(errors):
 
 
 @jax.jit
-def rotation_fixed(dt):
-    """Fixed steps on the rotation; the state at T1 and the dense output at `BETWEEN`."""
-    sol = sciml.solve(rotation, jnp.asarray(ROTATION_Y0), (0.0, T1), args=EPS, solver=S.RadauIIA5(), adaptive=False,
-                      dt0=dt, saveat="dense", rtol=1e-8, atol=1e-8, max_steps=64)
+def fixed_steps(dt, a):
+    """Fixed steps on y' = a y: the state at T1 and the dense output at `BETWEEN` (one compile for all)."""
+    sol = sciml.solve(linear, jnp.asarray(Y0), (0.0, T1), args=a, solver=S.RadauIIA5(), adaptive=False, dt0=dt,
+                      saveat="dense", rtol=1e-8, atol=1e-8, max_steps=64)
     return sol.y_final, sol.evaluate(jnp.asarray(BETWEEN)), sol.stats["naccept"]
 
 
-def test_measured_order_is_five_on_a_non_stiff_problem_and_dense_output_is_order_four():
+def exact(a, t):
+    return np.stack([scipy.linalg.expm(a * s) @ Y0 for s in np.atleast_1d(t)])
+
+
+def measured_orders(a):
+    """Slopes of the error at T1 and of the dense output's error between the steps."""
     errors, dense_errors = [], []
     for n in STEPS:
-        y, between, taken = rotation_fixed(T1 / n)
+        y, between, taken = fixed_steps(T1 / n, jnp.asarray(a))
         assert int(taken) == n
-        errors.append(np.max(np.abs(np.asarray(y) - rotation_exact(T1, EPS))))
-        dense_errors.append(np.max(np.abs(np.asarray(between) - rotation_exact(BETWEEN, EPS))))
-    assert min(errors) > 5e-14, errors
-    assert abs(slope(errors) - 5) <= 0.2, (slope(errors), errors)
-    # The collocation polynomial has degree 3 and stage order 3: O(h^4) between the steps.
-    assert abs(slope(dense_errors) - 4) <= 0.3, (slope(dense_errors), dense_errors)
+        errors.append(np.max(np.abs(np.asarray(y) - exact(a, T1)[0])))
+        dense_errors.append(np.max(np.abs(np.asarray(between) - exact(a, BETWEEN))))
+    assert min(errors) > 5e-14, errors           # above round-off, so the slope means something
+    return slope(errors), slope(dense_errors), errors, dense_errors
+
+
+def test_measured_order_is_five_on_a_non_stiff_problem_and_dense_output_is_order_four():
+    order, dense_order, errors, dense_errors = measured_orders(NONSTIFF_A)
+    assert abs(order - 5) <= 0.2, (order, errors)
+    # The collocation polynomial has degree 3 and stage order 3: O(h^4) between the steps, at least (4.3 here,
+    # where the step errors, of order 5, are still a visible part of it).
+    assert dense_order >= 3.8, (dense_order, dense_errors)
 
 
 def test_measured_order_is_five_on_a_stiff_linear_problem():
-    @jax.jit
-    def final(dt):
-        sol = sciml.solve(linear, jnp.asarray(STIFF_Y0), (0.0, T1), args=jnp.asarray(STIFF_A), solver=S.RadauIIA5(),
-                          adaptive=False, dt0=dt, rtol=1e-8, atol=1e-8, max_steps=64)
-        return sol.ys[-1], sol.stats["naccept"]
-
-    exact = scipy.linalg.expm(STIFF_A * T1) @ STIFF_Y0
-    errors = []
-    for n in STEPS:
-        y, taken = final(T1 / n)        # h |lambda|_max from 5e5 down to 6e4
-        assert int(taken) == n
-        errors.append(np.max(np.abs(np.asarray(y) - exact)))
-    assert min(errors) > 5e-14, errors
-    assert abs(slope(errors) - 5) <= 0.2, (slope(errors), errors)
+    order, _, errors, _ = measured_orders(STIFF_A)   # h |lambda|_max from 5e5 down to 6e4
+    assert abs(order - 5) <= 0.2, (order, errors)
 
 
 # A complex stiff system: y' = L y, L with eigenvalues -1 + 5i, -2e3 + 40i, -1e5 in a random unitary basis.
