@@ -151,6 +151,16 @@ def is_initialized() -> bool:
     return jax_distributed.global_state.client is not None
 
 
+def require_initialized(what: str) -> None:
+    """Raise if this process was started as one of several (``JAX_NUM_PROCESSES`` > 1) but has not
+    joined the others: ``what`` would otherwise quietly run the whole job alone, once per process."""
+    expected = os.environ.get("JAX_NUM_PROCESSES", "")
+    if expected.isdigit() and int(expected) > 1 and jax.process_count() == 1:
+        raise DistributedError(f"{what} runs in a process started as one of JAX_NUM_PROCESSES={expected}, but "
+                               f"this process has not joined the others: call `sciml.distributed.initialize()` "
+                               f"at the start of the program (or unset JAX_NUM_PROCESSES to run alone).")
+
+
 def global_mesh() -> jax.sharding.Mesh:
     """A one-axis mesh (axis ``"batch"``) of every device of every process, in process order."""
     devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
@@ -167,6 +177,7 @@ def global_batch(local: Any, mesh: jax.sharding.Mesh | None = None) -> Any:
     Raises:
         DistributedError: with more than one process but before :func:`initialize`.
     """
+    require_initialized("`sciml.distributed.global_batch`")
     mesh = global_mesh() if mesh is None else mesh
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names[0]))
 
@@ -209,6 +220,7 @@ def on_every_process(run):
     """`sciml.fit`'s training state (a ``sciml._checkpoint.Run``) with its arrays replicated over every
     device of every process, so that a step over a `global_batch` is data-parallel; unchanged in a
     single process."""
+    require_initialized("`sciml.fit`")
     if jax.process_count() == 1:
         return run
     best = None if run.best_params is None else replicate(run.best_params)

@@ -31,13 +31,13 @@ def free_port() -> int:
 
 
 def run_processes(script: str, n: int = 2, *, args=(), devices: int = 1, timeout: float = 240,
-                  env: dict | None = None) -> list[Finished]:
+                  env: dict | None = None, cwd=ROOT) -> list[Finished]:
     """Run ``script`` (Python source) as ``n`` processes; their exit codes and outputs, in process order."""
     port = free_port()
     base = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
             "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
             "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": str(n), **(env or {})}
-    procs = [subprocess.Popen([sys.executable, "-c", script, *map(str, args)], cwd=ROOT,
+    procs = [subprocess.Popen([sys.executable, "-c", script, *map(str, args)], cwd=cwd,
                               env={**base, "JAX_PROCESS_ID": str(i)}, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for i in range(n)]
     deadline = time.monotonic() + timeout

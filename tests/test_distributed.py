@@ -10,13 +10,14 @@ when it is stopped, and every process restarted and resumed from the checkpoint 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
-import optax
 import pytest
 
 import sciml
 from sciml.distributed import DistributedError, settings
-from tests.processes import report, run_processes
+from tests.processes import ROOT, report, run_processes
 
 # -- reading the settings (no processes) ----------------------------------------------------------
 
@@ -50,6 +51,14 @@ def test_initialize_after_jax_started_is_refused_with_the_fix():
     jax.devices()   # JAX has started in this process
     with pytest.raises(DistributedError, match=r"before any JAX work"):
         sciml.distributed.initialize("127.0.0.1:1234", 2, 0)
+
+
+def test_a_process_started_as_one_of_several_refuses_to_work_alone(monkeypatch):
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+    with pytest.raises(DistributedError, match=r"JAX_NUM_PROCESSES=2.*call `sciml.distributed.initialize\(\)`"):
+        sciml.distributed.global_batch(np.ones(4))
+    with pytest.raises(DistributedError, match=r"`solve_ensemble\(backend=\"c\"\)` runs in a process"):
+        sciml.solve_ensemble(lambda t, y, k: -k * y, np.ones((2, 1)), (0.0, 1.0), args=np.ones(2), backend="c")
 
 
 # -- ensembles over two processes ---------------------------------------------------------------
@@ -223,3 +232,18 @@ def test_processes_started_with_different_counts_are_refused():
     assert results[1].returncode not in (0, None), report(results)
     assert ("this process (id 1) was started with `num_processes=3` but the coordinator (process 0) with 2"
             in results[1].output), report(results)
+
+
+# -- the documented example ---------------------------------------------------------------------
+
+
+def test_the_two_process_example_of_the_docs_runs(tmp_path):
+    page = (ROOT / "docs" / "scale.md").read_text()
+    example = re.search(r"^```py\n(# two_processes\.py.*?)^```$", page, re.MULTILINE | re.DOTALL).group(1)
+    results = run_processes(example, 2, timeout=300, cwd=tmp_path)
+    assert all(r.returncode == 0 for r in results), report(results)
+    lines = [[line.split()[1:] for line in r.output.splitlines() if line.startswith(f"{me} ")]
+             for me, r in enumerate(results)]
+    assert len(lines[0]) == 1 and lines[0] == lines[1], report(results)     # the same losses on both
+    first, last = map(float, lines[0][0])
+    assert last < first

@@ -23,6 +23,9 @@ from sciml.ensemble._solution import EnsembleSolution
 
 
 def is_multiprocess() -> bool:
+    from sciml.distributed import require_initialized
+
+    require_initialized("`solve_ensemble(backend=\"c\")`")
     return jax.process_count() > 1
 
 
