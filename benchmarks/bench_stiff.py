@@ -12,11 +12,14 @@ finite-difference Jacobian). Medians of interleaved repeats (``benchmarks/_timin
 tolerances, whose error is <= e, and print its time over t; likewise RadauIIA5's grid against scipy's
 Radau (the same algorithm, RADAU5).
 
+``AutoSwitch()`` (Tsit5 <-> Rodas5P, what ``solve_ivp(method="LSODA")`` runs) is matched the same way
+against scipy's LSODA, the automatic switcher it stands in for (``--only autoswitch`` runs just that).
+
 Targets (issue "Stiff solvers"): Rodas5P <= 1.0x scipy LSODA's time at equal or better error on ROBER
 and Van der Pol, and <= 0.5x diffrax Kvaerno5's time at equal error; RadauIIA5 <= 0.1x scipy Radau's
 time at equal or better error (issue "RadauIIA5").
 
-    python benchmarks/bench_stiff.py [--repeats 5]
+    python benchmarks/bench_stiff.py [--repeats 5] [--only autoswitch]
 """
 
 from __future__ import annotations
@@ -120,6 +123,22 @@ def run_problem(name: str, repeats: int):
     return rows, matched, radau
 
 
+def autoswitch_vs_lsoda(name: str, repeats: int):
+    """AutoSwitch's tolerance grid against scipy's LSODA at `TABLE_RTOLS`, at equal or better error."""
+    p = PROBLEMS[name]
+    ref = reference(name)
+    y0, args = jnp.asarray(p.y0), jnp.asarray(p.args)
+    ours, _ = compiled(_ours(p, sciml.solvers.AutoSwitch()), y0, args, jnp.asarray(1e-6))
+    lsoda = _scipy(p, "LSODA")
+    calls = ([(lsoda, (p.y0, p.args, rtol)) for rtol in TABLE_RTOLS]
+             + [(ours, (y0, args, jnp.asarray(rtol))) for rtol in GRID])
+    keys = [("scipy LSODA", rtol) for rtol in TABLE_RTOLS] + [("grid", rtol) for rtol in GRID]
+    times = interleaved_medians(calls, repeats)
+    results = {key: (t, relative_error(fn(*arg), ref, p.floor)) for key, t, (fn, arg) in zip(keys, times, calls)}
+    grid = sorted((results[("grid", rtol)] for rtol in GRID), key=lambda te: te[0])
+    return _equal_error(name, grid, ("scipy LSODA",), results)
+
+
 def _equal_error(name, grid, peers, results):
     """For each peer run, the cheapest run of ``grid`` ((time, error) pairs) with error <= the peer's."""
     matched = []
@@ -138,9 +157,19 @@ def main(argv: list[str] | None = None):
     """Print the work-precision table, the equal-error ratios and the verdicts; return the rows."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats (median)")
+    parser.add_argument("--only", choices=("all", "autoswitch"), default="all",
+                        help="'autoswitch': only AutoSwitch against scipy LSODA")
     args = parser.parse_args(argv)
     print(f"Stiff work-precision, float64, on {jax.devices()[0].device_kind} (jax {jax.__version__}, "
           f"diffrax {diffrax.__version__})")
+    switching = [row for name in NAMES for row in autoswitch_vs_lsoda(name, args.repeats)]
+    print("\nAutoSwitch at equal or better error (cheapest run of its tolerance grid with error <= LSODA's):")
+    print(table(["problem", "peer", "rtol", "peer error", "peer time", "AutoSw err", "AutoSwitch", "ratio"],
+                switching, [7, 16, 6, 10, 10, 11, 10, 6]))
+    print(f"AutoSwitch / scipy LSODA at equal error: worst {max(float(r[-1]) for r in switching):.3f}x, "
+          f"best {min(float(r[-1]) for r in switching):.3f}x")
+    if args.only == "autoswitch":
+        return switching
     rows, matched, radau = [], [], []
     for name in NAMES:
         r, m, rr = run_problem(name, args.repeats)
@@ -168,7 +197,7 @@ def main(argv: list[str] | None = None):
     worst_radau = max(float(row[-1]) for row in radau)
     print(f"target RadauIIA5 <= 0.1x scipy Radau (all three): worst {worst_radau:.3f}x -> "
           f"{'met' if worst_radau <= 0.1 else 'NOT met'}")
-    return rows + matched + radau
+    return rows + matched + radau + switching
 
 
 if __name__ == "__main__":

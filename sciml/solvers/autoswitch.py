@@ -1,25 +1,29 @@
 """Automatic stiffness switching: a non-stiff and a stiff method in one solve (what LSODA does).
 
 `AutoSwitch` is one solver to the loop: every step attempt is taken by one of its two methods, chosen
-by a flag in its state, with ``lax.cond``. After each accepted step it updates a stiffness estimate
-``|dt * lambda| / bound`` (``lambda``: the dominant eigenvalue of ``df/dy``; ``bound``: the length of
-the non-stiff method's real stability interval, `_stiffness.stability_bound`) and switches with
-hysteresis in both directions, as OrdinaryDiffEq.jl's ``AutoSwitch``/``CompositeAlgorithm`` do:
+by a flag in its state, with ``lax.cond``. After each accepted step it estimates the stiffness
+``|dt lambda| / bound`` (``dt``: the step the controller proposes next; ``lambda``: the dominant
+eigenvalue of ``df/dy``; ``bound``: the length of the non-stiff method's real stability interval,
+`_stiffness.stability_bound`) and switches with hysteresis in both directions, as OrdinaryDiffEq.jl's
+``AutoSwitch``/``CompositeAlgorithm`` do:
 
-* a run of more than ``maxstiffstep`` consecutive accepted steps with ``|dt lambda| / bound >
-  stifftol`` moves to the stiff method (the explicit method is held at its stability limit), and the
-  next step grows by ``dtfac``;
-* a run of more than ``maxnonstiffstep`` consecutive stiff steps with ``|dt lambda| / bound <=
-  nonstifftol`` moves back (the explicit method would be stable at the step the stiff one takes); the
-  next step shrinks by ``dtfac`` and to at most the step just taken.
+* a run of more than ``maxstiffstep`` consecutive accepted non-stiff steps with stiffness above
+  ``stifftol`` moves to the stiff method (the explicit method is held near its stability limit), and
+  the next step grows by ``dtfac``;
+* a run of more than ``maxnonstiffstep`` consecutive stiff steps with stiffness at most
+  ``nonstifftol`` moves back (the explicit method would be stable at the steps the stiff one takes);
+  the next step shrinks by ``dtfac`` and to at most the step just taken.
 
 ``lambda`` comes at no cost during non-stiff steps: for a method whose last two stages are both at
 ``t + dt`` (Tsit5, Dopri5), ``|k_s - k_{s-1}| / |Y_s - Y_{s-1}|`` (Hairer, Norsett & Wanner, *Solving
 ODEs I*, Sec. II.10; OrdinaryDiffEq's ``eigen_est``). During stiff steps it is one power-iteration
 step per step, ``|J v|`` with ``v`` carried from step to step (one Jacobian-vector product; ``v``
 starts from the direction ``k_s - k_{s-1}`` of the last non-stiff step, which the explicit method has
-already amplified along the stiff direction). LSODA (Petzold 1983) switches on predicted step sizes
-of the other method instead; the counters here need no such prediction.
+already amplified along the stiff direction). Both are measured in the tolerance-scaled coordinates
+of the error control, ``W = 1 / (atol + rtol |y|)`` (``W J W^-1`` has the eigenvalues of ``J``), so
+that a stiff mode in a tiny component (ROBER's y2) is not hidden by large slow ones. LSODA
+(Petzold 1983) switches on predicted step sizes of the other method instead; the counters here need
+no such prediction.
 
 Each step's dense output is the polynomial of the method that took it, and the loop records which one
 (`method_index`) so that the Direct adjoint's reverse sweep replays the same method.
@@ -49,7 +53,9 @@ class AutoSwitchState(NamedTuple):
     nonstiff: Any             # the non-stiff method's state
     stiff: Any                # the stiff method's state
     rho: jax.Array            # |lambda| estimated by the last attempt (the state's real dtype)
-    v: jax.Array              # (n,) unit power-iteration vector for the stiff estimate
+    v: jax.Array              # (n,) unit power-iteration vector (in tolerance-scaled coordinates)
+    rtol: jax.Array           # the tolerances that scale the estimate (0 and 1 until bound)
+    atol: jax.Array
     nfev: jax.Array           # int32 evaluations of f counted here (the sub-methods count theirs)
     nswitch: jax.Array        # int32 switches made
     nstiff: jax.Array         # int32 accepted steps taken by the stiff method
@@ -57,6 +63,14 @@ class AutoSwitchState(NamedTuple):
 
 def _norm(x):
     return jnp.sqrt(jnp.sum(jnp.abs(x) ** 2))
+
+
+def _weights(state: AutoSwitchState, y):
+    """``1 / (atol + rtol |y|)`` (0 where that is 0): the estimate works in the coordinates the error
+    control sees, where a stiff mode in a tiny component (ROBER's y2) is not drowned by large slow ones.
+    The eigenvalues of ``W J W^-1`` are those of ``J``."""
+    scale = state.atol + state.rtol * jnp.abs(lax.stop_gradient(y))
+    return jnp.where(scale > 0, 1 / jnp.where(scale > 0, scale, 1), 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,8 +90,11 @@ class AutoSwitch(AbstractSolver):
             multistep ``BDF``).
         maxstiffstep, maxnonstiffstep: consecutive verdicts needed beyond these counts to switch to
             the stiff / back to the non-stiff method (OrdinaryDiffEq's defaults, 10 and 3).
-        stifftol, nonstifftol: a step is stiff when ``|dt lambda| / bound`` exceeds the tolerance of
-            the method in use (``nonstifftol`` while non-stiff, ``stifftol`` while stiff).
+        stifftol, nonstifftol: while the non-stiff method runs, a step counts as stiff when
+            ``|dt lambda| / bound > stifftol``; while the stiff one runs, as non-stiff when it is
+            ``<= nonstifftol``. OrdinaryDiffEq uses 0.9; an explicit method held by stability settles
+            below its bound, the further the tighter the tolerance (Tsit5 on ROBER: ~1.0 of it at
+            ``rtol=1e-6``, ~0.5 at ``1e-10``), hence 0.5 here.
         dtfac: the step grows by this factor on a switch to ``stiff`` and shrinks by it on the way back.
 
     The step-size controller uses the smaller ``error_order`` of the two methods. Under ``jax.vmap``
@@ -100,8 +117,8 @@ class AutoSwitch(AbstractSolver):
     stiff: AbstractSolver = Rodas5P()
     maxstiffstep: int = 10
     maxnonstiffstep: int = 3
-    stifftol: float = 0.8
-    nonstifftol: float = 0.8
+    stifftol: float = 0.5
+    nonstifftol: float = 0.5
     dtfac: float = 2.0
     stiff_first: bool = False
 
@@ -149,10 +166,11 @@ class AutoSwitch(AbstractSolver):
         v0 = jnp.ones_like(y0) / jnp.sqrt(jnp.asarray(y0.shape[0], real))
         return AutoSwitchState(
             stiff_mode=jnp.asarray(self.stiff_first), count=zero, nonstiff=self.nonstiff.init(f, t0, y0, f0, dt0),
-            stiff=self.stiff.init(f, t0, y0, f0, dt0), rho=jnp.zeros((), real), v=v0, nfev=zero, nswitch=zero,
-            nstiff=zero)
+            stiff=self.stiff.init(f, t0, y0, f0, dt0), rho=jnp.zeros((), real), v=v0, rtol=jnp.zeros((), real),
+            atol=jnp.ones((), real), nfev=zero, nswitch=zero, nstiff=zero)
 
     def bind_tolerances(self, state: AutoSwitchState, rtol, atol) -> AutoSwitchState:
+        state = state._replace(rtol=jnp.asarray(rtol, state.rtol.dtype), atol=jnp.asarray(atol, state.atol.dtype))
         for name in ("nonstiff", "stiff"):
             bind = getattr(getattr(self, name), "bind_tolerances", None)
             if bind is not None:
@@ -177,7 +195,7 @@ class AutoSwitch(AbstractSolver):
     def step(self, f, t, y, f0, dt, state: AutoSwitchState) -> Step:
         def nonstiff():
             s = self.nonstiff.step(f, t, y, f0, dt, state.nonstiff)
-            rho, v = self._explicit_estimate(y, dt, s)
+            rho, v = self._explicit_estimate(y, dt, s, _weights(state, y))
             new = state._replace(nonstiff=s.state, rho=rho, v=jnp.where(rho > 0, v, state.v),
                                  nfev=state.nfev + self.nonstiff.fevals_per_step)
             return s.y1, s.y_err, s.f1, (s.info, zeros(stiff_info)), new, s.ok
@@ -185,8 +203,10 @@ class AutoSwitch(AbstractSolver):
         def stiff():
             s = self.stiff.step(f, t, y, f0, dt, state.stiff)
             f1 = s.f1 if s.f1 is not None else f(t + dt, s.y1)
-            # One power-iteration step on J = df/dy, only to choose the method (no derivatives).
-            w = jax.jvp(lambda u: f(t, u), (lax.stop_gradient(y),), (state.v,))[1]
+            # One power-iteration step on W J W^-1, only to choose the method (no derivatives).
+            weights = _weights(state, y)
+            u = state.v * jnp.where(weights > 0, 1 / jnp.where(weights > 0, weights, 1), 0).astype(y.dtype)
+            w = weights.astype(y.dtype) * jax.jvp(lambda x: f(t, x), (lax.stop_gradient(y),), (u,))[1]
             rho = lax.stop_gradient(_norm(w))
             ok = jnp.isfinite(rho) & (rho > 0)
             v = jnp.where(ok, lax.stop_gradient(w) / jnp.where(ok, rho, 1).astype(w.dtype), state.v)
@@ -199,14 +219,15 @@ class AutoSwitch(AbstractSolver):
         y1, y_err, f1, info, new, ok = lax.cond(state.stiff_mode, stiff, nonstiff)
         return Step(y1=y1, y_err=y_err, f1=f1, info=(state.stiff_mode, info), state=new, ok=ok)
 
-    def _explicit_estimate(self, y, dt, s: Step):
-        """``|k_s - k_{s-1}| / |Y_s - Y_{s-1}|`` from the last two stages (both at ``t + dt``) and the
-        direction ``k_s - k_{s-1}``; no evaluations of ``f``."""
+    def _explicit_estimate(self, y, dt, s: Step, weights):
+        """``|W (k_s - k_{s-1})| / |W (Y_s - Y_{s-1})|`` from the last two stages (both at ``t + dt``)
+        and the direction ``W (k_s - k_{s-1})``; no evaluations of ``f``."""
         ks = [lax.stop_gradient(k) for k in s.info]
         h = lax.stop_gradient(dt).astype(y.dtype)
         y_prev = _combine(lax.stop_gradient(y), h, self.nonstiff.tableau.a[-2], ks)
-        dk = ks[-1] - ks[-2]
-        num, den = _norm(dk), _norm(lax.stop_gradient(s.y1) - y_prev)
+        weights = weights.astype(y.dtype)
+        dk = weights * (ks[-1] - ks[-2])
+        num, den = _norm(dk), _norm(weights * (lax.stop_gradient(s.y1) - y_prev))
         rho = jnp.where((den > 0) & jnp.isfinite(num), num / jnp.where(den > 0, den, 1), 0)
         return rho, dk / jnp.where(num > 0, num, 1).astype(dk.dtype)
 
@@ -219,7 +240,7 @@ class AutoSwitch(AbstractSolver):
         # an explicit method held at its stability limit takes steps just inside it (~0.9 of the bound
         # for Tsit5), but keeps proposing steps beyond it.
         stiffness = state_new.rho * jnp.abs(dt_next).astype(state_new.rho.dtype) / self._bound
-        verdict = stiffness > jnp.where(mode, self.stifftol, self.nonstifftol)
+        verdict = stiffness > jnp.where(mode, self.nonstifftol, self.stifftol)
         count = state_old.count
         count = jnp.where(verdict, jnp.where(count < 0, 1, count + 1), jnp.where(count > 0, -1, count - 1))
         count = jnp.where(accept, count, state_old.count)
