@@ -27,6 +27,8 @@ class Status(enum.IntEnum):
     EVENT = 4
     NEWTON_FAILED = 5
     BAD_SAVEAT = 6
+    INCONSISTENT_INIT = 7    # a DAE's y0 fails its algebraic equations (init="check")
+    INIT_FAILED = 8          # Newton could not make a DAE's y0 consistent (init="solve")
 
 
 class SolveError(RuntimeError):
@@ -37,7 +39,7 @@ _STIFF_HINT = "try a stiff solver such as `solver=sciml.solvers.Rodas5P()`"
 
 
 def describe(status: int, t: float, dt: float, max_steps: int, looks_stiff: bool = False,
-             time_dtype: str = "float64", solver_stiff: bool = False) -> str:
+             time_dtype: str = "float64", solver_stiff: bool = False, init_residual: float | None = None) -> str:
     """The user-facing message for one trajectory's status code.
 
     ``solver_stiff``: the solve already used a stiff solver, so the message does not suggest one.
@@ -84,6 +86,17 @@ def describe(status: int, t: float, dt: float, max_steps: int, looks_stiff: bool
         return ("the save times (`saveat`, `t_eval`) were not finite, not sorted in the direction of "
                 "integration, or outside `t_span`; they were traced values, so this could only be checked "
                 "while solving. Nothing was computed at them (NaN). Pass finite, sorted times inside `t_span`.")
+    residual = "" if init_residual is None else f" (max |residual| = {init_residual:.3g})"
+    if status is Status.INCONSISTENT_INIT:
+        return (f"`y0` is not consistent: the algebraic equations (zero rows of `mass_matrix`) are not satisfied "
+                f"at t0 to `atol`{residual}. Pass a consistent `y0`, or `init=\"solve\"` to solve the algebraic "
+                f"variables.")
+    if status is Status.INIT_FAILED:
+        return (f"the consistent initialisation failed: Newton's iteration on the algebraic equations (zero rows of "
+                f"`mass_matrix`) did not converge at t0{residual}. Start `y0` closer to a consistent state; if the "
+                f"algebraic equations do not determine the algebraic variables (their Jacobian is singular), the "
+                f"problem may be of higher index (2 or more), which these solvers do not solve: reduce it to "
+                f"index 1 (differentiate the constraint).")
     raise AssertionError(status)
 
 
@@ -150,8 +163,8 @@ def raise_on_failure(values, status, t, dt, max_steps: int, solver_stiff: bool =
     host callback on that summary, which raises. Under ``vmap`` the check sees the whole batch at once
     (a custom batching rule), so the branch stays a branch and nothing but the summary leaves the
     devices; with the batch split over devices the reductions are the only communication. In a
-    multi-process program a callback runs on a device of every process, so every process raises the
-    same error (the computation must then span every process's devices, as a data-parallel step
+    multi-process program a callback runs on every device of every process, so every process raises
+    the same error (the computation must then span every process's devices, as a data-parallel step
     does). The callback is an effect, so it runs even where ``values`` are not used (a gradient alone).
     Differentiable (the identity for derivatives).
     """
@@ -204,13 +217,14 @@ def failed_mask(status) -> jax.Array:
 
 
 def _on_every_process(host_fn, *summary) -> None:
-    """Call ``host_fn(*summary)`` from the running program, on one device of every process.
+    """Call ``host_fn(*summary)`` from the running program: on one device, or in a multi-process program
+    on every device of every process.
 
-    A callback in an automatically partitioned program runs on one device only, and in a multi-process
-    program every process must raise the error rather than wait for the one that did; so there one
-    callback is pinned to a device of each process (which the program must span, as a data-parallel
-    step does). The callbacks are effects, so neither JAX nor XLA drops them or moves them to another
-    device, and nothing waits for their (empty) results.
+    A callback in an automatically partitioned program runs on one device only. In a multi-process
+    program every device must raise the error, or the others would wait for it at their next
+    collective; so there one callback is pinned to each device (the program must span them all, as a
+    data-parallel step does). The callbacks are effects, so neither JAX nor XLA drops them or moves them
+    to another device, and nothing waits for their (empty) results.
     """
     def call(*s):
         host_fn(*s)
@@ -220,8 +234,5 @@ def _on_every_process(host_fn, *summary) -> None:
     if jax.process_count() == 1:
         io_callback(call, shape, *summary, ordered=False)
         return
-    firsts = {}
     for device in jax.devices():
-        firsts.setdefault(device.process_index, device)
-    for _, device in sorted(firsts.items()):
         io_callback(call, shape, *summary, ordered=False, sharding=jax.sharding.SingleDeviceSharding(device))
