@@ -184,8 +184,8 @@ def solve_with_callback(call, fun, vectorized: bool, error: Exception | None, so
         res = result(out, None, call.mode, call.t0, call.t1, call.t_eval, call.n_events, options.max_steps,
                      call.max_events)
         if options.mode == "dense":
-            res["sol"] = OdeSolution(functools.partial(_piecewise, out["ts"], out["steps"], out["dense"]),
-                                     out["ts"], y0.size)
+            evaluate = functools.partial(_piecewise, out["ts"], out["step_ys"], out["steps"], out["dense"])
+            res["sol"] = OdeSolution(evaluate, out["ts"], y0.size)
         return res
     # the user's jac / jac_sparsity act inside the called-back field's derivative (a NumPy jac cannot be traced)
     options = dataclasses.replace(options, backend="jax", jac=None, jac_sparsity=None,
@@ -202,10 +202,11 @@ def solve_with_callback(call, fun, vectorized: bool, error: Exception | None, so
     return res
 
 
-def _piecewise(ts: np.ndarray, ends: np.ndarray, dc: np.ndarray, t: np.ndarray) -> np.ndarray:
+def _piecewise(ts: np.ndarray, ys: np.ndarray, ends: np.ndarray, dc: np.ndarray, t: np.ndarray) -> np.ndarray:
     """The kernel's dense output at times ``t``: ``(len(t), n)`` from the step times ``ts`` and each step's
     polynomial ``dc[k, p]`` in ``theta = (t - ts[k]) / (ends[k] - ts[k])`` (``ends``: where each step
-    ended, past ``ts[-1]`` for a step cut short by a terminal event)."""
+    ended, past ``ts[-1]`` for a step cut short by a terminal event); exactly the recorded state ``ys``
+    at the step times."""
     t = np.asarray(t, np.float64).ravel()
     if len(ts) < 2:
         return np.broadcast_to(dc[0, 0] if len(dc) else np.zeros(dc.shape[-1]), (len(t), dc.shape[-1]))
@@ -216,6 +217,8 @@ def _piecewise(ts: np.ndarray, ends: np.ndarray, dc: np.ndarray, t: np.ndarray) 
     value = dc[k, -1]
     for p in range(dc.shape[1] - 2, -1, -1):
         value = value * theta + dc[k, p]
+    at_end = t == ts[k + 1]
+    value[at_end] = ys[k + 1][at_end]
     return value
 
 

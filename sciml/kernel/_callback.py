@@ -77,7 +77,7 @@ def solve_python_field(field, problem, options, save_ts=None, events=None) -> di
     ``options.mode`` ``"ts"`` saves at ``save_ts``; ``"steps"`` records every step (``"ts"``: the
     times, ``"ys"`` the states); ``"dense"`` also records each step's dense output (``"dense"``:
     coefficients ``(steps, degree + 1, n)`` of the polynomial in ``theta = (t - t_k) / (e_k - t_k)``,
-    ``"steps"`` the ends ``e_k`` of those steps)
+    ``"steps"`` the ends ``e_k`` of those steps, ``"step_ys"`` the states at the step times)
     and saves at ``save_ts`` when given. ``events`` (a `sciml._callback_events.HostEvents`, for
     ``options.events``) is told every accepted step with its dense output and may stop the solve there.
     An exception raised by the field or an event stops the solve and is raised here, with its own
@@ -162,7 +162,7 @@ def solve_python_field(field, problem, options, save_ts=None, events=None) -> di
             out["ys"] = np.stack(steps_y)
     if options.mode == "dense":
         out["dense"] = np.stack(steps_dc) if steps_dc else np.zeros((0, method.dense_degree + 1, n), real)
-        out["steps"] = np.asarray(steps_end)
+        out["steps"], out["step_ys"] = np.asarray(steps_end), np.stack(steps_y)
     return out
 
 
