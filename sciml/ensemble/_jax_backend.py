@@ -67,6 +67,8 @@ def _place(x, sharding: NamedSharding):
     """``x`` as a global array laid out by ``sharding`` (each process supplies its own shards)."""
     if isinstance(x, (bool, int, float)) or (isinstance(x, jax.Array) and x.sharding == sharding):
         return x  # Python numbers stay weakly typed, as in `sciml.solve`
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return jax.device_put(x, sharding)  # a global array, each process holding a part: laid out anew
     host = np.asarray(x)
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
