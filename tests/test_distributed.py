@@ -116,6 +116,7 @@ def problem():
     return namespace
 
 
+@pytest.mark.slow
 def test_ensemble_over_two_processes_is_the_single_process_ensemble(problem, tmp_path):
     results = run_processes(ENSEMBLE, 2, args=[tmp_path], timeout=300)
     assert all(r.returncode == 0 for r in results), report(results)
@@ -177,6 +178,7 @@ print("WRITES", me, len(writes), result.steps, result.reason, flush=True)
 """
 
 
+@pytest.mark.slow
 def test_data_parallel_fit_over_two_processes_is_one_process_with_the_whole_batch(tmp_path):
     namespace = {}
     exec(TRAINING, namespace)
@@ -237,6 +239,7 @@ def test_processes_started_with_different_counts_are_refused():
 # -- the documented example ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_two_process_example_of_the_docs_runs(tmp_path):
     page = (ROOT / "docs" / "scale.md").read_text()
     example = re.search(r"^```py\n(# two_processes\.py.*?)^```$", page, re.MULTILINE | re.DOTALL).group(1)
