@@ -74,7 +74,8 @@ def _direct(cfg, g, y0, s0, s1, params, s_ts, rtol, atol, dt0):
 def _fwd(cfg, g, y0, s0, s1, params, s_ts, rtol, atol, dt0):
     res = integrate(dataclasses.replace(cfg, record_steps=True), g, y0, s0, s1, params, s_ts, rtol, atol, dt0)
     ev = res.events
-    residuals = (Record(res.rec_t, res.rec_dt, res.rec_y, res.n_accept, res.rec_method), res.t, res.y, res.ys, res.status,
+    rec = Record(res.rec_t, res.rec_dt, res.rec_y, res.n_accept, res.rec_method)
+    residuals = (rec, res.t, res.y, res.ys, res.status,
                  (ev.count, ev.fired) if cfg.events is not None else (), y0, s0, s1, params, s_ts, rtol, atol, dt0)
     if not cfg.record_steps:
         res = res._replace(rec_t=res.rec_t[:1], rec_dt=res.rec_dt[:0], rec_y=jnp.zeros_like(res.rec_y[:1]),

@@ -86,7 +86,7 @@ class AutoSwitch(AbstractSolver):
     Args:
         nonstiff: an adaptive, FSAL explicit Runge-Kutta method whose last two stages are both at
             ``t + dt`` and which needs no extra evaluations for dense output (``Tsit5``, ``Dopri5``).
-        stiff: a one-step stiff method (``Rodas5P``, ``Rosenbrock23``, ``Kvaerno5``; not the
+        stiff: a one-step stiff method (``Rodas5P``, ``Rosenbrock23``, ``Kvaerno5``, ``RadauIIA5``; not the
             multistep ``BDF``).
         maxstiffstep, maxnonstiffstep: consecutive verdicts needed beyond these counts to switch to
             the stiff / back to the non-stiff method (OrdinaryDiffEq's defaults, 10 and 3).
@@ -138,7 +138,7 @@ class AutoSwitch(AbstractSolver):
                 or isinstance(st, BDF)):
             raise ValueError(
                 f"`AutoSwitch(stiff=...)` must be an adaptive one-step stiff method; got {st!r}. Use "
-                f"`sciml.solvers.Rodas5P()`, `Rosenbrock23()` or `Kvaerno5()`.")
+                f"`sciml.solvers.Rodas5P()`, `Rosenbrock23()`, `Kvaerno5()` or `RadauIIA5()`.")
         for name in ("maxstiffstep", "maxnonstiffstep"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -198,7 +198,7 @@ class AutoSwitch(AbstractSolver):
             rho, v = self._explicit_estimate(y, dt, s, _weights(state, y))
             new = state._replace(nonstiff=s.state, rho=rho, v=jnp.where(rho > 0, v, state.v),
                                  nfev=state.nfev + self.nonstiff.fevals_per_step)
-            return s.y1, s.y_err, s.f1, (s.info, zeros(stiff_info)), new, s.ok
+            return s.y1, s.y_err, s.f1, (s.info, _zeros(stiff_info)), new, s.ok
 
         def stiff():
             s = self.stiff.step(f, t, y, f0, dt, state.stiff)
@@ -212,7 +212,7 @@ class AutoSwitch(AbstractSolver):
             v = jnp.where(ok, lax.stop_gradient(w) / jnp.where(ok, rho, 1).astype(w.dtype), state.v)
             nfev = state.nfev + self.stiff.fevals_per_step + (0 if self.stiff.fsal else 1) + 1
             new = state._replace(stiff=s.state, rho=jnp.where(ok, rho, 0), v=v, nfev=nfev)
-            return s.y1, s.y_err, f1, (zeros(nonstiff_info), s.info), new, s.ok
+            return s.y1, s.y_err, f1, (_zeros(nonstiff_info), s.info), new, s.ok
 
         nonstiff_info, stiff_info = _info_shapes(self, jax.ShapeDtypeStruct(y.shape, y.dtype),
                                                  jax.ShapeDtypeStruct(jnp.shape(dt), jnp.result_type(dt)))
@@ -237,8 +237,7 @@ class AutoSwitch(AbstractSolver):
         st, dt_st = self.stiff.after_step(state_new.stiff, state_old.stiff, accept, dt, dt_next, err)
         dt_next = jnp.where(mode, dt_st, dt_ns)
         # The step the controller proposes next (as OrdinaryDiffEq's `integrator.dt` when it chooses):
-        # an explicit method held at its stability limit takes steps just inside it (~0.9 of the bound
-        # for Tsit5), but keeps proposing steps beyond it.
+        # an explicit method held by stability takes steps inside its bound but keeps proposing larger ones.
         stiffness = state_new.rho * jnp.abs(dt_next).astype(state_new.rho.dtype) / self._bound
         verdict = stiffness > jnp.where(mode, self.nonstifftol, self.stifftol)
         count = state_old.count
@@ -300,7 +299,7 @@ def _dense_degree(solver: AutoSwitch) -> int:
     return max(degree(solver.nonstiff, infos[0]), degree(solver.stiff, infos[1]))
 
 
-def zeros(shapes):
+def _zeros(shapes):
     """Zeros with the structure, shapes and dtypes of ``shapes`` (from ``jax.eval_shape``)."""
     return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
