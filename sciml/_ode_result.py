@@ -41,16 +41,17 @@ class OdeResult(dict):
 class OdeSolution:
     """The continuous solution (``dense_output=True``), as scipy's ``OdeSolution``.
 
-    ``sol(t)``: shape ``(n,)`` for a scalar ``t``, ``(n, m)`` for ``m`` times. ``ts``: the step times,
-    from ``t0`` to where the solve stopped; ``interpolants[k]`` evaluates step ``k`` (between ``ts[k]``
-    and ``ts[k + 1]``); ``t_min``/``t_max``: the solved span. Unlike scipy's, it is not extrapolated past
-    the solved span: times outside give NaN.
+    ``sol(t)``: shape ``(n,)`` for a scalar ``t``, ``(n, m)`` for ``m`` times; at a step time it is the
+    step's state exactly, past the solved span the first or last step's polynomial extrapolated (as
+    scipy's). ``ts``: the step times, from ``t0`` to where the solve stopped; ``interpolants[k]``
+    evaluates step ``k`` (between ``ts[k]`` and ``ts[k + 1]``); ``t_min``/``t_max``: the solved span.
     """
 
-    def __init__(self, evaluate: Callable, ts: np.ndarray, n: int):
+    def __init__(self, evaluate: Callable, ts: np.ndarray, n: int, step_ys: np.ndarray | None = None):
         self._evaluate = evaluate
         self.ts = np.asarray(ts)
         self.n = n
+        self._step_ys = step_ys                                   # (len(ts), n) where known
         self.t_min, self.t_max = float(np.min(self.ts)), float(np.max(self.ts))
         self.n_segments = max(len(self.ts) - 1, 0)
 
@@ -63,7 +64,12 @@ class OdeSolution:
         t = np.asarray(t, dtype=np.float64)
         if self.n == 0 or t.size == 0:
             return np.zeros((self.n,) + t.shape)
-        values = np.asarray(self._evaluate(t.ravel()))          # (m, n)
+        values = np.array(self._evaluate(t.ravel()))            # (m, n)
+        if self._step_ys is not None:                           # a step time: that step's state
+            order = np.argsort(self.ts, kind="stable")
+            k = np.clip(np.searchsorted(self.ts[order], t.ravel()), 0, len(self.ts) - 1)
+            at_step = self.ts[order][k] == t.ravel()
+            values[at_step] = self._step_ys[order[k[at_step]]]
         return values[0] if t.ndim == 0 else values.T
 
 
@@ -79,14 +85,15 @@ class _Interpolant:
 
 @jax.jit
 def _evaluate(sol, t):
-    return sol.evaluate(t)
+    return sol.evaluate(t, extrapolate=True)
 
 
-def dense_solution(sol, ts) -> OdeSolution:
-    """``sol`` (a device `Solution` with dense output) as scipy's ``OdeSolution`` over the steps ``ts``;
-    one compiled evaluation serves every solution of the same shapes."""
+def dense_solution(sol, ts, step_ys=None) -> OdeSolution:
+    """``sol`` (a device `Solution` with dense output) as scipy's ``OdeSolution`` over the steps ``ts``
+    (with their states ``step_ys`` where known); one compiled evaluation serves every solution of the
+    same shapes."""
     n = int(jax.tree_util.tree_leaves(sol.y_final)[0].shape[0])
-    return OdeSolution(lambda t: _evaluate(sol, jnp.asarray(t)), ts, n)
+    return OdeSolution(lambda t: _evaluate(sol, jnp.asarray(t)), ts, n, step_ys)
 
 
 def constant_solution(y0: np.ndarray, t0: float, t1: float) -> OdeSolution:
@@ -94,10 +101,11 @@ def constant_solution(y0: np.ndarray, t0: float, t1: float) -> OdeSolution:
     return OdeSolution(lambda t: np.broadcast_to(y0, (len(t), y0.size)), np.array([t0, t1]), y0.size)
 
 
-def empty_result(y0: np.ndarray, t0: float, t1: float, t_eval, dense_output: bool, n_events: int) -> OdeResult:
-    """scipy's result for an empty ``y0``: finished at once, ``t = [t0, t1]``."""
+def no_step_result(y0: np.ndarray, t0: float, t1: float, t_eval, dense_output: bool, n_events: int) -> OdeResult:
+    """scipy's result for a solve that takes no step (an empty ``y0``, or ``t0 == t1``): ``t = [t0, t1]``
+    (or ``t_eval``), ``y0`` at every time, no event."""
     ts = np.array([t0, t1]) if t_eval is None else np.asarray(t_eval, np.float64)
-    return OdeResult(t=ts, y=np.zeros((0, len(ts)), y0.dtype),
+    return OdeResult(t=ts, y=np.repeat(y0[:, None], len(ts), axis=1),
                      sol=constant_solution(y0, t0, t1) if dense_output else None,
                      t_events=[np.zeros(0) for _ in range(n_events)] if n_events else None,
                      y_events=[np.zeros(0) for _ in range(n_events)] if n_events else None,
@@ -126,7 +134,8 @@ def result(out, sol, mode, t0, t1, t_eval, n_events, max_steps, max_events, y0=N
                     nlu=int(nlu))
     if sol is not None:
         steps = out["ts"][: n + 1]
-        res["sol"] = dense_solution(sol, steps) if n else constant_solution(y0, t0, t1)
+        step_ys = out["ys"][: n + 1] if mode == "dense" else None
+        res["sol"] = dense_solution(sol, steps, step_ys) if n else constant_solution(y0, t0, t1)
     if n_events:
         counts = out["event_count"]
         if np.any(counts > max_events):

@@ -24,7 +24,7 @@ import numpy as np
 from sciml import _validate as V
 from sciml._callback_field import known_python_field, solve_with_callback
 from sciml._integrate import integrate
-from sciml._ode_result import OdeResult, OdeSolution, empty_result, result
+from sciml._ode_result import OdeResult, OdeSolution, no_step_result, result
 from sciml._problem import prepare
 from sciml._validate import Names
 from sciml.kernel import solve_on_host
@@ -118,8 +118,8 @@ def solve_ivp(fun: Callable, t_span, y0, method="Tsit5", t_eval=None, dense_outp
     rtol = V.scipy_rtol(_host_tol(rtol))
     events = [] if events is None else ([events] if callable(events) else list(events))
     event_keys = tuple(_event_key(e, i) for i, e in enumerate(events))
-    if y0.size == 0:
-        return empty_result(y0, t0, t1, t_eval, dense_output, len(events))
+    if y0.size == 0:                    # scipy's result without a step (the pipeline needs a component)
+        return no_step_result(y0, t0, t1, t_eval, dense_output, len(events))
     jac, jac_sparsity, constant_jac = _jacobian_options(solver, options.get("jac"), options.get("jac_sparsity"),
                                                         y0.size)
     max_events = int(options.get("max_events", 64))
@@ -142,6 +142,8 @@ def solve_ivp(fun: Callable, t_span, y0, method="Tsit5", t_eval=None, dense_outp
         scipy_span=True)
     if mode == "ts+dense":
         V.check_saveat(t_eval, t0, t1, IVP)
+    if t0 == t1:                        # checked like any call, but no program is compiled to take no step
+        return no_step_result(y0, t0, t1, t_eval, dense_output, len(events))
     call = _Call(problem, opts, mode, t0, t1, t_eval, len(events), max_events, y0)
     try:
         res = (solve_with_callback(call, fun, bool(vectorized), None, _solve_traced)
@@ -306,7 +308,16 @@ def _jacobian_options(solver, jac, jac_sparsity, n: int):
 
 @functools.lru_cache(maxsize=128)
 def _scipy_jac(jac):
-    return lambda t, y, a: _as_array(jac(t, y, *a))
+    """scipy's ``jac(t, y, *args)`` as ``jac(t, y, args)``; a scalar is the ``(1, 1)`` Jacobian of one
+    component (scipy's LSODA takes it)."""
+    return lambda t, y, a: _jac_array(jac(t, y, *a), y.shape[0])
+
+
+def _jac_array(out, n: int):
+    """A Jacobian returned as an array, a list or a scipy sparse matrix (concrete values: the
+    Python-field path), a scalar for one component, as the ``(n, n)`` array."""
+    out = _as_array(out.toarray() if hasattr(out, "toarray") else out)
+    return jnp.reshape(out, (1, 1)) if n == 1 and out.ndim == 0 else out
 
 
 @functools.lru_cache(maxsize=32)

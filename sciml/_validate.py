@@ -275,7 +275,7 @@ def _raise_not_finite(y0, names: Names):
         if not np.isfinite(c).all():
             index = tuple(int(i) for i in np.argwhere(~np.isfinite(c))[0])
             where = names.y0 + jax.tree_util.keystr(path) + (str(list(index)) if index else "")
-            raise ValueError(f"`{names.y0}` must be finite; got {where}={c[index]}.")
+            raise ValueError(f"All components of the initial state `{names.y0}` must be finite; got {where}={c[index]}.")
 
 
 def _check_tolerance_shape(tol, y0, name, names: Names, ensemble: bool):

@@ -63,14 +63,15 @@ class Solution(Outcome):
         return dict(solver_stiff=self._solver_stiff, looks_stiff=self._looks_stiff)
 
     # -- dense output -------------------------------------------------------------------------
-    def evaluate(self, t):
+    def evaluate(self, t, extrapolate: bool = False):
         """The solution at time(s) ``t`` (any shape) from the dense output; needs ``saveat="dense"``.
 
         Works under ``jit``; returns the structure of ``y0`` with leading axes ``t.shape``, in the dtypes
         of the solution. Only the solved span is served: from ``t0`` to ``t_final`` (``t1``, or where a
         terminal event or a failure stopped the solve), both ends included, in either direction of
-        time. The dense output is never extrapolated past it: a concrete ``t`` outside raises, and under
-        ``jit`` (a traced ``t`` or solution) the times outside give NaN.
+        time. The dense output is not extrapolated past it unless ``extrapolate=True`` (then the first
+        or last step's polynomial is, as scipy's ``OdeSolution`` does): a concrete ``t`` outside raises,
+        and under ``jit`` (a traced ``t`` or solution) the times outside give NaN.
 
         Raises:
             ValueError: if the solve was not made with ``saveat="dense"``, or a concrete ``t`` lies
@@ -82,11 +83,12 @@ class Solution(Outcome):
         dtype = self._dense_t.dtype
         s = (t * self._time_sign).astype(dtype)  # forward time, where the steps are recorded
         inside = (s >= self._dense_t[0]) & (s <= (self.t_final * self._time_sign).astype(dtype))
-        known = concrete(inside)
+        known = None if extrapolate else concrete(inside)
         if known is not None and not known.all():
             self._outside(np.asarray(t), known)
         flat = evaluate_dense(self._dense_t, self._dense_dt, self._dense_coeffs, self._n_steps, s)
-        flat = jnp.where(inside[..., None], flat, jnp.nan)
+        if not extrapolate:
+            flat = jnp.where(inside[..., None], flat, jnp.nan)
         return unflatten_batched(self._unflatten, flat, t.ndim)
 
     def _outside(self, t: np.ndarray, inside: np.ndarray):

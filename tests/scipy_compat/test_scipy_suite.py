@@ -1,0 +1,74 @@
+"""scipy's own tests of `solve_ivp`, run against `sciml.solve_ivp`.
+
+The test modules are imported from the installed scipy (their code is not copied here); every test
+function that calls `solve_ivp` is collected under its own name, and a fixture replaces the module's
+`solve_ivp` with `sciml.solve_ivp` while it runs, so the test body is scipy's, unchanged. Tests that
+never call `solve_ivp` check scipy's solver classes and helpers (`RK45(...).step()`, `num_jac`,
+`OdeSolution`); they are not collected. Tests that fail for a reason inherent to scipy's internals
+are marked xfail with the reason, and each is listed in docs/porting-from-scipy.md.
+
+`pytest --runxfail tests/scipy_compat` runs the xfailed tests as ordinary ones (the raw pass count).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import types
+
+import pytest
+
+import sciml
+
+#: scipy's test modules that exercise `solve_ivp`
+MODULES = ("scipy.integrate._ivp.tests.test_ivp", "scipy.integrate._ivp.tests.test_rk")
+
+#: test name -> why it cannot pass with sciml: scipy's internals or exact floating-point identities
+#: (strict: a pass means the entry is stale). Each is listed in docs/porting-from-scipy.md.
+XFAIL: dict[str, str] = {}
+#: test name -> the sciml work it waits for (not strict: the work may land in any order). Also listed.
+PENDING: dict[str, str] = {
+    "test_integration_complex": "complex states in sciml's BDF: `sciml.solvers._linsolve.require_real` refuses "
+                                "them (RadauIIA5 already takes a holomorphic Jacobian)",
+    "test_first_step": "sciml's BDF shortens a given first step (0.1 -> 0.075 on this problem); the other "
+                       "methods take it exactly",
+}
+
+
+def _uses_solve_ivp(code) -> bool:
+    """Whether ``code`` (or a function defined in it) reads the global ``solve_ivp``."""
+    return "solve_ivp" in code.co_names or any(
+        _uses_solve_ivp(c) for c in code.co_consts if inspect.iscode(c))
+
+
+def _collect(module_name: str) -> dict:
+    module = importlib.import_module(module_name)
+    tests = {}
+    for name, func in vars(module).items():
+        if name.startswith("test_") and inspect.isfunction(func) and _uses_solve_ivp(func.__code__):
+            func = _copy(func)              # our marks must not reach scipy's own function objects
+            if name in XFAIL:
+                func = pytest.mark.xfail(reason=XFAIL[name], strict=True)(func)
+            elif name in PENDING:
+                func = pytest.mark.xfail(reason="pending: " + PENDING[name], strict=False)(func)
+            tests[name] = func
+    return tests
+
+
+def _copy(func):
+    copy = types.FunctionType(func.__code__, func.__globals__, func.__name__, func.__defaults__, func.__closure__)
+    copy.__dict__.update(func.__dict__)
+    copy.pytestmark = list(getattr(func, "pytestmark", []))
+    return copy
+
+
+@pytest.fixture(autouse=True)
+def _sciml_solve_ivp(monkeypatch):
+    for name in MODULES:
+        module = importlib.import_module(name)
+        if hasattr(module, "solve_ivp"):
+            monkeypatch.setattr(module, "solve_ivp", sciml.solve_ivp)
+
+
+for _name in MODULES:
+    globals().update(_collect(_name))
