@@ -48,6 +48,7 @@ class LoopProblem:
     time_dtype: Any             # the clock's dtype
     f_user: Callable            # the user's f(t, y, args) with t in the state's real dtype, args as leaves
     saveat_ok: jax.Array        # whether the (possibly traced) save times are valid
+    init: Any = None            # M y' = f with a singular M: the consistent initialisation (`_mass.Init`)
 
 
 def integrate(options: Options, problem: Problem) -> Solution:
@@ -103,6 +104,11 @@ def to_loop(options: Options, problem: Problem) -> LoopProblem:
     elif options.jac_sparsity is not None:
         from sciml.solvers._linsolve import attach_jacobian
         f_forward = attach_jacobian(f_forward, options.jac_sparsity.jacobian(f_forward))
+    rtol = V.tolerance_vector(problem.rtol, y0_tree, real_dtype, "rtol")
+    atol = V.tolerance_vector(problem.atol, y0_tree, real_dtype, "atol")
+    init = None
+    if options.mass_matrix is not None:
+        f_forward, y0_flat, init = _with_mass(options, f_forward, t0 * direction, y0_flat, args, rtol, atol)
     cfg = LoopConfig(solver=options.solver, controller=options.controller, max_steps=options.max_steps,
                      adaptive=options.adaptive, record_steps=options.mode in SAVEAT_MODES,
                      record_dense=options.mode == "dense",
@@ -110,10 +116,33 @@ def to_loop(options: Options, problem: Problem) -> LoopProblem:
     dt0 = None if problem.dt0 is None else jnp.abs(jnp.asarray(problem.dt0, time_dtype))
     return LoopProblem(
         cfg=cfg, f=f_forward, y0=y0_flat, s0=t0 * direction, s1=t1 * direction, args=args, s_ts=s_ts,
-        rtol=V.tolerance_vector(problem.rtol, y0_tree, real_dtype, "rtol"),
-        atol=V.tolerance_vector(problem.atol, y0_tree, real_dtype, "atol"), dt0=dt0, direction=direction,
+        rtol=rtol, atol=atol, dt0=dt0, direction=direction,
         unflatten=unflatten, time_dtype=time_dtype, f_user=f_user, saveat_ok=V.saveat_ok(s_ts, t0 * direction,
-                                                                                            t1 * direction))
+                                                                                            t1 * direction),
+        init=init)
+
+
+def _with_mass(options: Options, f_forward, s0, y0_flat, args, rtol, atol):
+    """``M y' = f``: the field and initial state the loop gets, and the initialisation's outcome.
+
+    A solver that takes ``M`` (``takes_mass_matrix``) carries it and gets ``f`` as it is, and a singular
+    ``M`` gets a consistent ``y0`` (`_mass.consistent`); any other solver (checked: ``M`` non-singular)
+    integrates ``y' = M^{-1} f`` with ``M`` factored once."""
+    from sciml.solvers import _mass
+
+    mass = options.mass_matrix
+    mass.check_exact(y0_flat.dtype)
+    if not getattr(options.solver, "takes_mass_matrix", False):
+        lu = jax.scipy.linalg.lu_factor(mass.array(y0_flat.dtype))
+
+        def f_solved(s, y, a):
+            return jax.scipy.linalg.lu_solve(lu, f_forward(s, y, a))
+
+        return f_solved, y0_flat, None
+    if not mass.singular:
+        return f_forward, y0_flat, None
+    init = _mass.consistent(f_forward, s0, y0_flat, args, mass, options.init, rtol, atol)
+    return f_forward, init.y0, init
 
 
 def _output_dtypes(out, y0_flat) -> list:
@@ -172,6 +201,11 @@ def build_solution(options: Options, p: LoopProblem, ts_user, res: LoopResult) -
     """The user-facing `Solution` of a loop (or kernel) result, in the user's time and structure."""
     d, unflatten, mode = p.direction, p.unflatten, options.mode
     status = jnp.where(p.saveat_ok, res.status, Status.BAD_SAVEAT).astype(jnp.int32)
+    stats = res.stats
+    if p.init is not None:   # a DAE's initialisation: its failure is the status; what it did, in stats
+        bad = Status.INIT_FAILED if options.init == "solve" else Status.INCONSISTENT_INIT
+        status = jnp.where(p.init.converged, status, bad).astype(jnp.int32)
+        stats = dict(stats, init_adjusted=p.init.adjusted, init_residual=p.init.residual)
     t_final = (res.t * d).astype(p.time_dtype)
     y_final = unflatten(res.y)
     if mode == "final":
@@ -188,7 +222,7 @@ def build_solution(options: Options, p: LoopProblem, ts_user, res: LoopResult) -
     has_events = p.cfg.events is not None
     dense = mode == "dense"
     return Solution(
-        ts=ts, ys=ys, t_final=t_final, y_final=y_final, status=status, stats=res.stats,
+        ts=ts, ys=ys, t_final=t_final, y_final=y_final, status=status, stats=stats,
         event_t=(ev.t[:, 0] * d) if has_events else None,
         event_ts=(ev.t * d) if has_events else None,
         event_ys=unflatten_batched(unflatten, ev.y, 2) if has_events else None,

@@ -75,6 +75,10 @@ class Options:
     jac_sparsity: Any = None           # a `JacobianSparsity`: df/dy from one product per column group
     backend: str = "auto"              # "auto" | "jax" | "c" (ensembles: also "cupy")
     batched: tuple[bool, ...] | None = None   # ensembles: per array leaf of args, one entry per trajectory
+    # M y' = f: a `MassMatrix` (static: structure, not a parameter; see solvers/_mass.py); the solvers
+    # that take one carry it too. init: "solve" | "check" | "none", the consistent initialisation.
+    mass_matrix: Any = None
+    init: str = "solve"
 
     @property
     def max_step(self) -> float | None:
@@ -126,7 +130,7 @@ def prepare(f: Callable, y0, t_span, args=None, *, solver=None, saveat=None, rto
             max_steps: int = 100_000, adjoint=None, events=None, adaptive: bool = True, max_step=None,
             event_records: int = 1, jac=None, jac_sparsity=None, backend: str = "auto", controller=None,
             ensemble: bool = False, args_axes=0, names: V.Names = V.SOLVE,
-            scipy_span: bool = False) -> tuple[Problem, Options]:
+            scipy_span: bool = False, mass_matrix=None, init: str = "solve") -> tuple[Problem, Options]:
     """Check a front door's arguments (each error names the argument, in the front door's own words,
     and the fix) and split them into the values and the static options of the solve.
 
@@ -141,6 +145,9 @@ def prepare(f: Callable, y0, t_span, args=None, *, solver=None, saveat=None, rto
                    max_step, event_records, backend, names, ensemble)
     V.check_jac(jac, y0, solver)
     sparsity = V.check_jac_sparsity(jac_sparsity, y0, solver)
+    mass = V.check_mass_matrix(mass_matrix, y0, solver, adjoint, init, ensemble)
+    if mass is not None and getattr(solver, "takes_mass_matrix", False):
+        solver = dataclasses.replace(solver, mass_matrix=mass)
     mode, ts = V.saveat_mode(saveat, names, ensemble)
     t0, t1 = t_span[0], t_span[1]
     V.check_values(t0, t1, y0, ts, rtol, atol, dt0, names, ensemble, scipy_span)
@@ -154,5 +161,5 @@ def prepare(f: Callable, y0, t_span, args=None, *, solver=None, saveat=None, rto
                       max_steps=int(max_steps), adaptive=bool(adaptive), auto_dt0=dt0 is None,
                       static_args=static_args, events=tuple(events) if events else None,
                       event_records=int(event_records), jac=jac, jac_sparsity=sparsity, backend=backend,
-                      batched=batched)
+                      batched=batched, mass_matrix=mass, init=init)
     return Problem(y0=y0, t0=t0, t1=t1, args=dynamic, ts=ts, rtol=rtol, atol=atol, dt0=dt0), options

@@ -24,7 +24,7 @@ def solve(f: Callable, y0: Any, t_span, args: Any = None, solver=None, saveat=No
           rtol=1e-6, atol=1e-6, dt0=None, max_steps: int = 100_000, adjoint=None,
           events: Sequence[Event] | None = None, throw: bool = True, adaptive: bool = True,
           max_step=None, event_records: int = 1, jac: Callable | None = None, backend: str = "auto",
-          controller=None, jac_sparsity=None) -> Solution:
+          controller=None, jac_sparsity=None, mass_matrix=None, init: str = "solve") -> Solution:
     """Solve the ODE ``dy/dt = f(t, y, args)`` from ``t_span[0]`` to ``t_span[1]``.
 
     Args:
@@ -67,6 +67,15 @@ def solve(f: Callable, y0: Any, t_span, args: Any = None, solver=None, saveat=No
         controller: the step-size controller, ``sciml.solvers.PIController()`` by default; also
             ``IController()`` and ``PIDController(...)`` (diffrax's parameterisation). ``max_step``
             overrides its ``dtmax``. Every backend honours it.
+        mass_matrix: a constant ``(n, n)`` real array ``M`` for a 1-D state: solve ``M y' = f(t, y, args)``.
+            A singular ``M`` (rows of zeros: algebraic equations ``0 = f_i``) is a DAE, solved by
+            ``Rodas5P``, ``Rosenbrock23``, ``RadauIIA5`` and ``BDF``; other solvers take a non-singular
+            ``M`` as ``y' = M^{-1} f``. Part of the compiled program (concrete; see docs/dae.md).
+            Gradients: ``Direct``/``Forward`` (``Auto`` picks one).
+        init: with a singular ``mass_matrix``: ``"solve"`` (default) solves the algebraic variables of
+            ``y0`` at ``t0`` by Newton (``sol.stats["init_adjusted"]`` says whether it moved them),
+            ``"check"`` fails (``Status.INCONSISTENT_INIT``) unless ``y0`` satisfies the algebraic
+            equations to ``atol``, ``"none"`` trusts ``y0``.
 
     Returns:
         A :class:`Solution`: ``ts``, ``ys``, ``status``, ``stats``, ``evaluate`` and event fields.
@@ -86,7 +95,8 @@ def solve(f: Callable, y0: Any, t_span, args: Any = None, solver=None, saveat=No
     problem, options = prepare(f, y0, t_span, args, solver=solver, saveat=saveat, rtol=rtol, atol=atol, dt0=dt0,
                                max_steps=max_steps, adjoint=adjoint, events=events, adaptive=adaptive,
                                max_step=max_step, event_records=event_records, jac=jac, backend=backend,
-                               controller=controller, jac_sparsity=jac_sparsity)
+                               controller=controller, jac_sparsity=jac_sparsity, mass_matrix=mass_matrix,
+                               init=init)
     sol = compiled(options)(problem)
     if options.mode in SAVEAT_MODES:
         sol = _trim(sol)

@@ -217,6 +217,57 @@ def check_jac_sparsity(jac_sparsity, y0, solver):
     return JacobianSparsity.from_matrix(jac_sparsity)
 
 
+#: the solvers that integrate ``M y' = f`` with a singular ``M`` (named in messages)
+MASS_SOLVERS = "Rodas5P, Rosenbrock23, RadauIIA5 or BDF"
+#: adjoints that differentiate the discrete DAE solve
+MASS_ADJOINTS = ("Direct", "Forward", "Auto")
+
+
+def check_mass_matrix(mass_matrix, y0, solver, adjoint, init, ensemble: bool = False):
+    """The `MassMatrix` of ``mass_matrix`` (or None), checked against the state, solver and adjoint."""
+    from sciml.solvers._mass import INIT_MODES, MassMatrix
+
+    if init not in INIT_MODES:
+        raise ValueError(f"`init` must be one of {INIT_MODES}; got {init!r}.")
+    if mass_matrix is None:
+        return None
+    shape = np.shape(y0)[1:] if ensemble and isinstance(y0, (jax.Array, np.ndarray)) else np.shape(y0)
+    if not isinstance(y0, (jax.Array, np.ndarray)) or len(shape) != 1:
+        got = (f"shape {tuple(shape)}" if isinstance(y0, (jax.Array, np.ndarray))
+               else f"a {type(y0).__name__} of {len(jax.tree_util.tree_leaves(y0))} arrays")
+        raise ValueError(f"`mass_matrix=` needs the state to be one 1-D array (M is (n, n)); got {got}. Flatten the "
+                         f"state into one vector.")
+    n = shape[0]
+    M = concrete(mass_matrix)
+    if M is None:
+        raise TypeError("`mass_matrix` must be a concrete array (NumPy, or JAX outside `jit`): it is part of the "
+                        "compiled program (which equations are algebraic), not a traced value. Create it outside "
+                        "the jitted function or close over a NumPy array.")
+    if M.shape != (n, n):
+        raise ValueError(f"`mass_matrix` must have shape ({n}, {n}) for a state of length {n}; got {M.shape}.")
+    if not (np.issubdtype(M.dtype, np.floating) or np.issubdtype(M.dtype, np.integer) or M.dtype == bool):
+        raise TypeError(f"`mass_matrix` must be a real array (float, int or bool); got dtype {M.dtype.name}.")
+    if not np.all(np.isfinite(M)):
+        raise ValueError("`mass_matrix` has non-finite entries.")
+    mass = MassMatrix(np.array(M))
+    if not getattr(solver, "takes_mass_matrix", False):
+        if mass.singular:
+            raise ValueError(f"`{solver!r}` cannot solve a DAE (a singular `mass_matrix`): use `solver=sciml.solvers."
+                             f"Rodas5P()` (or {MASS_SOLVERS}), which solve M y' = f with a singular M.")
+    name = type(adjoint).__name__
+    if name not in MASS_ADJOINTS:
+        raise ValueError(f"`adjoint={adjoint!r}` does not support `mass_matrix` (its backward ODE would be the "
+                         f"adjoint DAE, which it does not solve); use `adjoint=sciml.adjoints.Direct()` or "
+                         f"`Forward()` (or `Auto()`, which picks one of them).")
+    if init == "solve" and mass.singular and len(mass.algebraic_rows) != len(mass.algebraic_cols):
+        raise ValueError(f"`init=\"solve\"` solves the algebraic variables (zero columns of `mass_matrix`, here "
+                         f"{len(mass.algebraic_cols)}) from the algebraic equations (zero rows, here "
+                         f"{len(mass.algebraic_rows)}); they must match (semi-explicit form). Write M with its "
+                         f"singular part as zero rows and columns, or pass a consistent `y0` with `init=\"check\"` "
+                         f"or `\"none\"`.")
+    return mass
+
+
 def concrete(x):
     """``x`` as a NumPy array, or None when it is traced."""
     if isinstance(x, (int, float, np.ndarray, np.generic)):

@@ -63,8 +63,8 @@ class Auto(AbstractAdjoint):
         stiff = bool(getattr(solver, "stiff", False))
         if n + p <= self.forward_limit:
             return Forward(), f"Forward: n + p = {n} + {p} <= {self.forward_limit}, few tangent directions"
-        if events or isinstance(saveat, str):
-            what = "events" if events else f"saveat={saveat!r}"
+        if events or isinstance(saveat, str) or getattr(solver, "mass_matrix", None) is not None:
+            what = "events" if events else f"saveat={saveat!r}" if isinstance(saveat, str) else "a mass matrix (DAE)"
             if getattr(solver, "multistep", False):
                 return Forward(), (f"Forward: {what} need a discrete adjoint, and {type(solver).__name__} is "
                                    f"multistep (Direct replays single steps)")

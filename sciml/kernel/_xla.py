@@ -44,6 +44,8 @@ def unserved(options) -> str:
         return "it has no `events`"
     if options.jac is not None:
         return "it forms its own Jacobian (no `jac=`)"
+    if options.mass_matrix is not None:
+        return "it has no mass matrix (DAE) support"
     return solver_unserved(options.solver) or controller_unserved(options.controller)
 
 

@@ -45,10 +45,11 @@ def time_derivative(f, t, y) -> jax.Array:
     return jax.jvp(lambda s: f(s, y), (t,), (jnp.ones_like(t),))[1].astype(y.dtype)
 
 
-def factor(J, c) -> LU:
-    """Factor ``I - c J``."""
+def factor(J, c, mass=None) -> LU:
+    """Factor ``I - c J``, or ``M - c J`` for a mass matrix ``mass`` (an ``(n, n)`` array in ``J``'s dtype)."""
     n = J.shape[0]
-    return LU(*lu_factor(jnp.eye(n, dtype=J.dtype) - c.astype(J.dtype) * J))
+    M = jnp.eye(n, dtype=J.dtype) if mass is None else mass
+    return LU(*lu_factor(M - c.astype(J.dtype) * J))
 
 
 def solve(lu: LU, b) -> jax.Array:

@@ -11,7 +11,7 @@ import numpy as np
 
 from sciml._validate import concrete
 from sciml.solvers._base import evaluate_dense
-from sciml.solvers._status import Outcome, Status
+from sciml.solvers._status import Outcome, Status, host
 
 
 @jax.tree_util.register_dataclass
@@ -60,7 +60,11 @@ class Solution(Outcome):
     _looks_stiff: bool = dataclasses.field(metadata=dict(static=True), default=False)
 
     def _hints(self) -> dict:
-        return dict(solver_stiff=self._solver_stiff, looks_stiff=self._looks_stiff)
+        hints = dict(solver_stiff=self._solver_stiff, looks_stiff=self._looks_stiff)
+        residual = self.stats.get("init_residual") if isinstance(self.stats, dict) else None
+        if residual is not None and np.ndim(residual) == 0:   # a DAE's initialisation (one trajectory)
+            hints["init_residual"] = float(host(residual))
+        return hints
 
     # -- dense output -------------------------------------------------------------------------
     def evaluate(self, t, extrapolate: bool = False):

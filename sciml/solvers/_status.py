@@ -29,6 +29,8 @@ class Status(enum.IntEnum):
     BAD_SAVEAT = 6
     INCONSISTENT_INIT = 7    # a DAE's y0 fails its algebraic equations (init="check")
     INIT_FAILED = 8          # Newton could not make a DAE's y0 consistent (init="solve")
+    INCONSISTENT_INIT = 7    # a DAE's y0 fails its algebraic equations (init="check")
+    INIT_FAILED = 8          # Newton could not make a DAE's y0 consistent (init="solve")
 
 
 class SolveError(RuntimeError):
@@ -86,6 +88,17 @@ def describe(status: int, t: float, dt: float, max_steps: int, looks_stiff: bool
         return ("the save times (`saveat`, `t_eval`) were not finite, not sorted in the direction of "
                 "integration, or outside `t_span`; they were traced values, so this could only be checked "
                 "while solving. Nothing was computed at them (NaN). Pass finite, sorted times inside `t_span`.")
+    residual = "" if init_residual is None else f" (max |residual| = {init_residual:.3g})"
+    if status is Status.INCONSISTENT_INIT:
+        return (f"`y0` is not consistent: the algebraic equations (zero rows of `mass_matrix`) are not satisfied "
+                f"at t0 to `atol`{residual}. Pass a consistent `y0`, or `init=\"solve\"` to solve the algebraic "
+                f"variables.")
+    if status is Status.INIT_FAILED:
+        return (f"the consistent initialisation failed: Newton's iteration on the algebraic equations (zero rows of "
+                f"`mass_matrix`) did not converge at t0{residual}. Start `y0` closer to a consistent state; if the "
+                f"algebraic equations do not determine the algebraic variables (their Jacobian is singular), the "
+                f"problem may be of higher index (2 or more), which these solvers do not solve: reduce it to "
+                f"index 1 (differentiate the constraint).")
     residual = "" if init_residual is None else f" (max |residual| = {init_residual:.3g})"
     if status is Status.INCONSISTENT_INIT:
         return (f"`y0` is not consistent: the algebraic equations (zero rows of `mass_matrix`) are not satisfied "

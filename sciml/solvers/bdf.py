@@ -38,6 +38,7 @@ from sciml.solvers import _linsolve as L
 from sciml.solvers import _newton
 from sciml.solvers._base import AbstractSolver, Step
 from sciml.solvers._control import error_norm
+from sciml.solvers._mass import pseudo_inverse, times
 
 MAX_ORDER = 5
 #: Klopfenstein-Shampine NDF coefficients (scipy ``bdf.py``); kappa = 0 would be plain BDF
@@ -141,7 +142,11 @@ class BDF(AbstractSolver):
     krylov_tol: float = 1e-5
     krylov_restart: int = 20
     local_tolerance: float = 0.05
+    #: a `MassMatrix` set by ``sciml.solve(..., mass_matrix=M)``: the corrector solves
+    #: ``c f(t + h, y_pred + d) = M (psi + d)`` with Newton matrix ``M - c J`` (the standard NDF/DASSL form)
+    mass_matrix: Any = dataclasses.field(default=None, repr=False)
 
+    takes_mass_matrix = True
     order = MAX_ORDER            # the highest order it uses
     error_order = 2              # the controller is not used; this sizes the first (order 1) step
     stiff = True
@@ -188,7 +193,10 @@ class BDF(AbstractSolver):
                 "or `Kvaerno5()` with `Direct()`.")
         # A state that is not D[0] (the first step, or a jump added to it) restarts at order 1.
         restart = jnp.any(y != state.D[0])
-        D = jnp.where(restart, _start(y, f0, dt), _rescale(state.D, state.order, (dt / state.h).astype(y.dtype)))
+        mass = None if self.mass_matrix is None else self.mass_matrix.array(y.dtype)
+        # A start needs y'(t0): M^+ f0 on the differential part (the loop's f0 there is f(t0, y0)).
+        y_dot0 = f0 if mass is None else pseudo_inverse(self.mass_matrix, y.dtype) @ f0
+        D = jnp.where(restart, _start(y, y_dot0, dt), _rescale(state.D, state.order, (dt / state.h).astype(y.dtype)))
         q = jnp.where(restart, 1, state.order)
         same_step = ~restart & (dt == state.h)
         live = (jnp.arange(ROWS) <= q)[:, None]
@@ -200,13 +208,13 @@ class BDF(AbstractSolver):
         scale = state.atol + state.rtol * jnp.abs(y_pred)
 
         def residual(d):
-            return c * f(t_new, y_pred + d) - psi - d
+            return c * f(t_new, y_pred + d) - times(mass, psi + d)
 
         new = state
         if self._dense:
             J = lax.cond(state.need_jac, lambda: lax.stop_gradient(L.jacobian(f, t_new, y_pred)), lambda: state.J)
             refactor = state.need_jac | (c != state.lu_c)
-            lu = lax.cond(refactor, lambda: L.factor(J, c), lambda: state.lu)
+            lu = lax.cond(refactor, lambda: L.factor(J, c, mass), lambda: state.lu)
             lu = jax.tree_util.tree_map(lax.stop_gradient, lu)
             new = new._replace(J=J, lu=lu, lu_c=c, njev=state.njev + state.need_jac.astype(jnp.int32),
                                nlu=state.nlu + refactor.astype(jnp.int32))
@@ -215,7 +223,7 @@ class BDF(AbstractSolver):
         else:
             _, jvp = jax.linearize(lambda v: f(t_new, v), y_pred)
             gm = dict(tol=self.krylov_tol, restart=self.krylov_restart, maxiter=self.krylov_restart)
-            matvec = lambda v: v - c * jvp(v)  # noqa: E731
+            matvec = lambda v: times(mass, v) - c * jvp(v)  # noqa: E731
             out = _newton.solve(residual, jnp.zeros_like(y), lambda r: L.gmres_solve(matvec, r, **gm),
                                 lambda g, b: L.gmres_solve(g, b, **gm), scale,
                                 _newton.tolerance(state.rtol, scale.dtype), state.eta, active=True)

@@ -128,6 +128,10 @@ class RadauIIA5(AbstractSolver):
         (0.0179, True)
     """
 
+    #: a `MassMatrix` set by ``sciml.solve(..., mass_matrix=M)``: the stages solve ``M Z = h (A kron I) F``
+    mass_matrix: Any = dataclasses.field(default=None, repr=False)
+
+    takes_mass_matrix = True
     order = 5
     error_order = 4              # the error estimate is O(h^4): it sizes the first step
     stiff = True
@@ -157,7 +161,8 @@ class RadauIIA5(AbstractSolver):
         return {"nfev": state.nfev, "njev": state.njev, "nlu": state.nlu}
 
     def step(self, f, t, y, f0, dt, state: RadauState) -> Step:
-        return self._step(f, t, y, f0, dt, state, mass=None)
+        mass = None if self.mass_matrix is None else self.mass_matrix.array(y.dtype)
+        return self._step(f, t, y, f0, dt, state, mass=mass)
 
     def _step(self, f, t, y, f0, dt, state: RadauState, mass) -> Step:
         """One attempt for ``M y' = f`` (``mass=None``: ``M = I``)."""

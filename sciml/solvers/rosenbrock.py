@@ -11,7 +11,7 @@ into straight-line code, so a step is a handful of fused kernels plus the solves
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +20,7 @@ from sciml.solvers import _linsolve as L
 from sciml.solvers import _stiff_tableaus as T
 from sciml.solvers._base import AbstractSolver, Step
 from sciml.solvers._explicit_rk import _combine
+from sciml.solvers._mass import times
 from sciml.solvers._stiff_tableau import RosenbrockTableau
 
 
@@ -30,10 +31,19 @@ class RosenbrockState(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class AbstractRosenbrock(AbstractSolver):
-    """Base of the Rosenbrock family; a subclass sets ``tableau`` and the class variables."""
+    """Base of the Rosenbrock family; a subclass sets ``tableau`` and the class variables.
+
+    ``mass_matrix`` (a `MassMatrix`, set by ``sciml.solve(..., mass_matrix=M)``) solves ``M y' = f``: the
+    stage equations become ``(M - h gamma J) u_i = h gamma (f_i + M sum_j C_ij u_j / h + d_i h f_t)``
+    (Hairer & Wanner IV.7, eq. 7.4' in the ``u`` form; OrdinaryDiffEq.jl's ``W = M/(h gamma) - J``).
+    Rodas methods are stiffly accurate and their embedded estimate and dense output are designed for
+    index-1 DAEs (Steinebach 2023), so nothing else changes.
+    """
 
     tableau: ClassVar[RosenbrockTableau]
     stiff = True
+    takes_mass_matrix = True
+    mass_matrix: Any = dataclasses.field(default=None, repr=False)
 
     def init(self, f, t0, y0, f0, dt0) -> RosenbrockState:
         L.require_real(y0, self)
@@ -50,11 +60,12 @@ class AbstractRosenbrock(AbstractSolver):
         J = L.jacobian(f, t, y)
         dfdt = L.time_derivative(f, t, y)
         hg = h * tab.gamma
-        lu = L.factor(J, hg)
+        mass = None if self.mass_matrix is None else self.mass_matrix.array(y.dtype)
+        lu = L.factor(J, hg, mass)
         us, fs = [], []
         for i in range(tab.stages):
             fi = f0 if i == 0 else f(t + tab.c[i] * dt, _combine(y, 1.0, tab.a[i], us))
-            rhs = fi if i == 0 else fi + _combine(None, 1.0 / h, tab.C[i], us)
+            rhs = fi if i == 0 else fi + times(mass, _combine(None, 1.0 / h, tab.C[i], us))
             if tab.d[i] != 0.0:
                 rhs = rhs + (tab.d[i] * h) * dfdt
             us.append(hg * L.solve(lu, rhs))
@@ -133,7 +144,10 @@ class Rosenbrock23(AbstractRosenbrock):
         k2 = k1 + us[1] / (h * d)
         y1 = y + h * k2
         f1 = f(t + dt, y1)
-        k3 = L.solve(lu, f1 - T.ROSENBROCK23_E32 * (k2 - fs[1]) - 2.0 * (k1 - f0) + (h * d) * dfdt)
+        M = self.mass_matrix
+        # With a mass matrix M k replaces k (Shampine & Reichelt's W = M - h d J form).
+        k3 = L.solve(lu, f1 - T.ROSENBROCK23_E32 * (times(M, k2) - fs[1]) - 2.0 * (times(M, k1) - f0)
+                     + (h * d) * dfdt)
         y_err = (h / 6.0) * (k1 - 2.0 * k2 + k3)
         return Step(y1=y1, y_err=y_err, f1=f1, info=jnp.stack([k1, k2]), state=state, ok=jnp.asarray(True))
 
