@@ -39,12 +39,13 @@ me, count = jax.process_index(), jax.process_count()
 
 def timed(fn):
     jax.block_until_ready(fn())
-    times = []
+    walls, cpus = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 def lorenz(t, u, p):
     return jnp.stack([p[0] * (u[1] - u[0]), u[0] * (p[1] - u[2]) - u[1], u[0] * u[1] - p[2] * u[2]])
@@ -82,7 +83,7 @@ found["loss"] = np.asarray(value)
 found["grads"] = np.concatenate([np.asarray(g).ravel() for g in jax.tree_util.tree_leaves(grads)])
 if me == 0:
     np.savez(f"{out}/found_{count}.npz", **found)
-    json.dump(seconds, open(f"{out}/seconds_{count}.json", "w"))
+json.dump(seconds, open(f"{out}/seconds_{count}_{me}.json", "w"))
 """
 
 
@@ -95,17 +96,22 @@ def processes_speedup(n: int = 4096, batch: int = 256, repeats: int = 5, timeout
                                     env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": threads})
             if any(r.returncode != 0 for r in results):
                 raise RuntimeError(f"the {count}-process run failed:\n{report(results)}")
-        seconds = {c: json.load(open(os.path.join(out, f"seconds_{c}.json"))) for c in (1, 2)}
+        seconds = {c: [json.load(open(os.path.join(out, f"seconds_{c}_{me}.json"))) for me in range(c)]
+                   for c in (1, 2)}
         found = {c: np.load(os.path.join(out, f"found_{c}.npz")) for c in (1, 2)}
         cores = len(os.sched_getaffinity(0))
         print(f"1 vs 2 processes (one CPU device each, gloo; this machine: {cores} cores). Ensemble: Lorenz, "
               f"N={n}, Tsit5 rtol=atol=1e-8, 11 saves. Training step: value_and_grad of a neural ODE "
               f"(MLP 2-32-32-2), batch {batch}, float64. Median of {repeats} calls after warm-up.")
-        print(f"{'workload':<24}{'1 process':>12}{'2 processes':>14}{'speed-up':>10}  equal?")
+        print("wall: median seconds of a call (the slower process); CPU: the busiest process's CPU seconds per "
+              "call (all its threads), which a machine shared with other jobs distorts less")
+        print(f"{'workload':<24}{'wall 1 proc':>12}{'2 procs':>10}{'ratio':>7}{'CPU 1 proc':>12}{'2 procs':>10}"
+              f"{'ratio':>7}  equal?")
         rows = {}
         for key, label in (("ensemble_c", "ensemble, backend=c"), ("ensemble_jax", "ensemble, backend=jax"),
                            ("training_step", "training step")):
-            one, two = seconds[1][key], seconds[2][key]
+            (one, cpu_one), = [s[key] for s in seconds[1]]
+            two, cpu_two = (max(s[key][k] for s in seconds[2]) for k in (0, 1))
             if key == "training_step":
                 diff = max(abs(float(found[1]["loss"] - found[2]["loss"])),
                            float(np.max(np.abs(found[1]["grads"] - found[2]["grads"]))))
@@ -115,6 +121,7 @@ def processes_speedup(n: int = 4096, batch: int = 256, repeats: int = 5, timeout
                 statuses = np.array_equal(found[1][f"{backend}_status"], found[2][f"{backend}_status"])
                 diff = float(np.max(np.abs(found[1][f"{backend}_ys"] - found[2][f"{backend}_ys"])))
                 same = f"statuses {'equal' if statuses else 'DIFFER'}, states within {diff:.1e}"
-            rows[key] = dict(one=one, two=two, speedup=one / two, difference=diff)
-            print(f"{label:<24}{one * 1e3:>10.1f}ms{two * 1e3:>12.1f}ms{one / two:>9.2f}x  {same}")
+            rows[key] = dict(one=one, two=two, cpu_one=cpu_one, cpu_two=cpu_two, difference=diff)
+            print(f"{label:<24}{one * 1e3:>10.1f}ms{two * 1e3:>8.1f}ms{one / two:>6.2f}x"
+                  f"{cpu_one * 1e3:>10.1f}ms{cpu_two * 1e3:>8.1f}ms{cpu_one / cpu_two:>6.2f}x  {same}")
         return rows

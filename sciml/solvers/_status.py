@@ -12,7 +12,6 @@ import enum
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import io_callback
 
 from sciml.distributed import to_host
 
@@ -27,8 +26,6 @@ class Status(enum.IntEnum):
     EVENT = 4
     NEWTON_FAILED = 5
     BAD_SAVEAT = 6
-    INCONSISTENT_INIT = 7    # a DAE's y0 fails its algebraic equations (init="check")
-    INIT_FAILED = 8          # Newton could not make a DAE's y0 consistent (init="solve")
     INCONSISTENT_INIT = 7    # a DAE's y0 fails its algebraic equations (init="check")
     INIT_FAILED = 8          # Newton could not make a DAE's y0 consistent (init="solve")
 
@@ -88,17 +85,6 @@ def describe(status: int, t: float, dt: float, max_steps: int, looks_stiff: bool
         return ("the save times (`saveat`, `t_eval`) were not finite, not sorted in the direction of "
                 "integration, or outside `t_span`; they were traced values, so this could only be checked "
                 "while solving. Nothing was computed at them (NaN). Pass finite, sorted times inside `t_span`.")
-    residual = "" if init_residual is None else f" (max |residual| = {init_residual:.3g})"
-    if status is Status.INCONSISTENT_INIT:
-        return (f"`y0` is not consistent: the algebraic equations (zero rows of `mass_matrix`) are not satisfied "
-                f"at t0 to `atol`{residual}. Pass a consistent `y0`, or `init=\"solve\"` to solve the algebraic "
-                f"variables.")
-    if status is Status.INIT_FAILED:
-        return (f"the consistent initialisation failed: Newton's iteration on the algebraic equations (zero rows of "
-                f"`mass_matrix`) did not converge at t0{residual}. Start `y0` closer to a consistent state; if the "
-                f"algebraic equations do not determine the algebraic variables (their Jacobian is singular), the "
-                f"problem may be of higher index (2 or more), which these solvers do not solve: reduce it to "
-                f"index 1 (differentiate the constraint).")
     residual = "" if init_residual is None else f" (max |residual| = {init_residual:.3g})"
     if status is Status.INCONSISTENT_INIT:
         return (f"`y0` is not consistent: the algebraic equations (zero rows of `mass_matrix`) are not satisfied "
@@ -178,8 +164,8 @@ def raise_on_failure(values, status, t, dt, max_steps: int, solver_stiff: bool =
     devices; with the batch split over devices the reductions are the only communication. In a
     multi-process program a callback runs on every device of every process, so every process raises
     the same error (the computation must then span every process's devices, as a data-parallel step
-    does). The callback is an effect, so it runs even where ``values`` are not used (a gradient alone).
-    Differentiable (the identity for derivatives).
+    does). ``values`` (the solve's outputs) pass through the failing branch so that the check cannot be
+    optimised away where they are used. Differentiable (the identity for derivatives).
     """
 
     def report(count, first, size, code, t_i, dt_i):
@@ -200,8 +186,8 @@ def raise_on_failure(values, status, t, dt, max_steps: int, solver_stiff: bool =
                    status.ravel()[first].astype(jnp.int32), pick(t), jnp.abs(pick(dt)))
 
         def fail(values, summary):
-            _on_every_process(report, *summary)   # raises
-            return values
+            token = _on_every_process(report, *summary)   # raises; the token keeps the call alive
+            return jax.tree_util.tree_map(lambda v: v + token.astype(v.dtype), values)
 
         return jax.lax.cond(jnp.any(bad), fail, lambda values, summary: values, values, summary)
 
@@ -229,15 +215,15 @@ def failed_mask(status) -> jax.Array:
     return (status != Status.SUCCESS) & (status != Status.EVENT)
 
 
-def _on_every_process(host_fn, *summary) -> None:
+def _on_every_process(host_fn, *summary) -> jax.Array:
     """Call ``host_fn(*summary)`` from the running program: on one device, or in a multi-process program
-    on every device of every process.
+    on every device of every process; the sum of the calls' zero int32 tokens.
 
     A callback in an automatically partitioned program runs on one device only. In a multi-process
     program every device must raise the error, or the others would wait for it at their next
-    collective; so there one callback is pinned to each device (the program must span them all, as a
-    data-parallel step does). The callbacks are effects, so neither JAX nor XLA drops them or moves them
-    to another device, and nothing waits for their (empty) results.
+    collective (here: gathering the tokens); so there one callback is pinned to each device (the
+    program must span them all, as a data-parallel step does). Pure callbacks, not `io_callback`:
+    effects are refused under `jax.checkpoint`; the token added to the solve's values keeps them alive.
     """
     def call(*s):
         host_fn(*s)
@@ -245,7 +231,7 @@ def _on_every_process(host_fn, *summary) -> None:
 
     shape = jax.ShapeDtypeStruct((), jnp.int32)
     if jax.process_count() == 1:
-        io_callback(call, shape, *summary, ordered=False)
-        return
-    for device in jax.devices():
-        io_callback(call, shape, *summary, ordered=False, sharding=jax.sharding.SingleDeviceSharding(device))
+        return jax.pure_callback(call, shape, *summary)
+    tokens = [jax.pure_callback(call, shape, *summary, sharding=jax.sharding.SingleDeviceSharding(device))
+              for device in jax.devices()]
+    return sum(tokens[1:], tokens[0])
