@@ -218,6 +218,18 @@ def test_throw_under_vmap_names_the_failing_trajectory():
     np.testing.assert_allclose(ys[1, :, 0], riccati_exact(TS, -0.5), rtol=1e-6)
 
 
+def test_throw_under_checkpoint_and_gradient_raises_on_failure_only():
+    # the check is a pure callback (an effect would be refused by jax.checkpoint) whose token only the
+    # failing branch adds to the states; under vmap one branch serves the whole batch
+    loss = jax.jit(jax.vmap(jax.value_and_grad(jax.checkpoint(lambda a: jnp.sum(_riccati(a, throw=True).ys)))))
+    values, grads = loss(jnp.array([-1.0, -0.5]))
+    want = jnp.sum(riccati_exact(TS, jnp.array([[-1.0], [-0.5]])), axis=1)
+    np.testing.assert_allclose(values, want, rtol=1e-5)
+    assert bool(jnp.all(jnp.isfinite(grads)))
+    with pytest.raises(Exception, match=r"trajectory 1 of 2: .*throw=False"):
+        jax.block_until_ready(loss(jnp.array([-1.0, 1.0])))
+
+
 # -- throw=False under vmap: one failure does not touch the others ------------------------------
 A_BATCH = jnp.array([-1.0, 1.0, -0.5, 0.6])   # 1.0 blows up at t=1, 0.6 at t=5/3
 
