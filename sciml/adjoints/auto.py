@@ -33,7 +33,8 @@ class Auto(AbstractAdjoint):
 
     1. ``n + p <= forward_limit`` (100): ``Forward`` -- a handful of tangent directions is cheapest,
        and it also serves ``jax.jvp``/``jax.jacfwd``/``jax.hessian``.
-    2. ``events`` or ``saveat="steps"``/``"dense"``: ``Direct`` (the continuous adjoints refuse them);
+    2. ``events``, ``saveat="steps"``/``"dense"`` or a mass matrix (a DAE): ``Direct`` (the continuous
+       adjoints refuse them);
        ``Forward`` for a multistep solver (BDF), whose steps ``Direct`` cannot replay one at a time.
     3. A stiff solver: ``Quadrature`` if ``p > n`` (the backward stiff solve stays ``n``-dimensional),
        else ``Interpolating`` (stable: the state is read from the forward solution, never re-solved
