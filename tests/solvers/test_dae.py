@@ -124,6 +124,26 @@ def test_nonsingular_mass_matrix_with_an_explicit_solver():
     np.testing.assert_allclose(sol.ys[-1], np.exp(-0.5) * np.array([1.0, 2.0]), rtol=1e-9)
 
 
+# -- a full (non-diagonal, non-singular) M: M y' = A y  =>  y(t) = expm(M^{-1} A t) y0, both directions ---
+FULL_M = np.array([[2.0, 1.0, 0.0], [1.0, 3.0, 0.5], [0.0, 0.5, 1.0]])
+FULL_A = np.array([[-1.0, 2.0, 0.0], [-2.0, -1.0, 0.0], [0.0, 0.3, -1.0]])
+
+
+@pytest.mark.parametrize("solver,tol", [
+    (S.Rodas5P(), 1e-9), pytest.param(S.RadauIIA5(), 1e-9, marks=pytest.mark.slow),
+    pytest.param(S.BDF(), 1e-7, marks=pytest.mark.slow), pytest.param(S.Kvaerno5(), 1e-7, marks=pytest.mark.slow),
+    pytest.param(S.Rosenbrock23(), 1e-5, marks=pytest.mark.slow)])
+def test_a_full_mass_matrix_matches_the_exact_solution(solver, tol):
+    import scipy.linalg
+
+    y0 = np.array([1.0, 0.5, -0.3])
+    y1 = scipy.linalg.expm(np.linalg.solve(FULL_M, FULL_A)) @ y0
+    for span, start, end in (((0.0, 1.0), y0, y1), ((1.0, 0.0), y1, y0)):
+        sol = sciml.solve(lambda t, y, a: a @ y, jnp.asarray(start), span, args=jnp.asarray(FULL_A), solver=solver,
+                          rtol=1e-8, atol=1e-10, mass_matrix=FULL_M)
+        np.testing.assert_allclose(sol.ys[-1], end, atol=tol)
+
+
 # -- the pendulum in index-1 form: (x, y, u, v, lam), x^2 + y^2 = 1 differentiated twice ---------------
 PEND_M = np.diag([1.0, 1.0, 1.0, 1.0, 0.0])
 PEND_T1 = 3.0
