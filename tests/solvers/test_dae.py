@@ -246,6 +246,20 @@ def test_gradient_matches_finite_differences(solver, adjoint):
     np.testing.assert_allclose(grad, finite_difference(solver), rtol=1e-4)
 
 
+@pytest.mark.parametrize("adjoint", [A.Direct(), A.Forward()])
+def test_float32_gradient_through_the_initialisation(adjoint):
+    # u0 = exp(-(1 + a) t), u1 = -a u0 (set by init from an inconsistent 0): d(u0 + u1)(1)/da = (a - 2) exp(-(1 + a))
+    def loss(a):
+        sol = sciml.solve(linear_dae, jnp.array([1.0, 0.0], jnp.float32), (0.0, 1.0), args=a, solver=S.Rodas5P(),
+                          rtol=1e-6, atol=1e-7, mass_matrix=LIN_M.astype(np.float32), adjoint=adjoint)
+        return sol.y_final[0] + sol.y_final[1]
+
+    a = jnp.float32(0.5)
+    grad = (jax.grad if isinstance(adjoint, A.Direct) else jax.jacfwd)(loss)(a)
+    assert grad.dtype == jnp.float32
+    np.testing.assert_allclose(grad, (0.5 - 2.0) * np.exp(-1.5), rtol=2e-4)
+
+
 # -- bad input ----------------------------------------------------------------------------------------
 def _solve(**kw):
     base = dict(f=linear_dae, y0=jnp.array([1.0, -2.0]), t_span=(0.0, 1.0), args=2.0, solver=S.Rodas5P(),
