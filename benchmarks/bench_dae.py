@@ -1,0 +1,83 @@
+"""DAEs: ROBER in mass-matrix form (``y3 = 1 - y1 - y2`` algebraic) with sciml's DAE solvers, beside the
+same problem as an ODE (sciml Rodas5P, scipy Radau).
+
+scipy has no DAE solver, so the peer is scipy's Radau on the ODE form; the DAE rows show what the
+algebraic form costs against the ODE form in sciml itself. Error: the final state (t = 1e5) against
+the stored Radau@1e-12 reference of ``tests/solvers/stiff_references.json``, ``max_i |y_i - ref_i| /
+(|ref_i| + floor_i)``. sciml runs are jitted steady-state calls (after compile; compile printed
+separately); medians of interleaved repeats (``benchmarks/_timing.py``). Every sciml row runs the XLA loop
+(``backend="jax"``): the C kernel serves no mass matrix, and the ODE row is timed on the same loop.
+
+    python benchmarks/bench_dae.py [--repeats 5] [--rtol 1e-6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.integrate import solve_ivp
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import sciml  # noqa: E402
+from benchmarks._timing import compiled, interleaved_medians, table  # noqa: E402
+from sciml import solvers as S  # noqa: E402
+from tests.solvers.stiff_problems import PROBLEMS, reference, relative_error  # noqa: E402
+
+ROBER = PROBLEMS["rober"]
+M = np.diag([1.0, 1.0, 0.0])
+
+
+def rober_dae(t, y, k):
+    return jnp.stack([-k[0] * y[0] + k[2] * y[1] * y[2], k[0] * y[0] - k[2] * y[1] * y[2] - k[1] * y[1] ** 2,
+                      y[0] + y[1] + y[2] - 1.0])
+
+
+def _ours(f, solver, rtol, mass):
+    floor = jnp.asarray(ROBER.floor)
+
+    def run(y0, k):
+        sol = sciml.solve(f, y0, (0.0, ROBER.t1), args=k, solver=solver, rtol=rtol, atol=rtol * floor,
+                          mass_matrix=mass, max_steps=100_000, backend="jax")
+        return sol.ys[-1], sol.stats["naccept"]
+
+    return jax.jit(run)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rtol", type=float, default=1e-6)
+    opts = parser.parse_args(argv)
+    rtol, y0, k, ref = opts.rtol, jnp.asarray(ROBER.y0), jnp.asarray(ROBER.args), reference("rober")
+    cases = [("Rodas5P (DAE)", rober_dae, S.Rodas5P(), M), ("RadauIIA5 (DAE)", rober_dae, S.RadauIIA5(), M),
+             ("BDF (DAE)", rober_dae, S.BDF(), M), ("Rodas5P (ODE)", ROBER.f, S.Rodas5P(), None)]
+    rows, calls = [], []
+    for name, f, solver, mass in cases:
+        fn, seconds = compiled(_ours(f, solver, rtol, mass), y0, k)
+        y, steps = fn(y0, k)
+        rows.append([name, relative_error(y, ref, ROBER.floor), int(steps), seconds])
+        calls.append((fn, (y0, k)))
+
+    def scipy_radau():
+        return solve_ivp(lambda t, y: ROBER.f(t, y, ROBER.args, xp=np), (0.0, ROBER.t1), ROBER.y0, method="Radau",
+                         rtol=rtol, atol=rtol * ROBER.floor)
+
+    sp = scipy_radau()
+    calls.append((scipy_radau, ()))
+    times = interleaved_medians(calls, opts.repeats)
+    peer = times[-1]
+    out = [[r[0], f"{r[1]:.1e}", r[2], f"{t * 1e3:.2f}ms", f"{t / peer:.2f}x", f"{r[3]:.1f} s"] for r, t in zip(rows, times)]
+    out.append(["scipy Radau (ODE)", f"{relative_error(sp.y[:, -1], ref, ROBER.floor):.1e}", sp.t.size - 1,
+                f"{peer * 1e3:.2f}ms", "1.00x", "-"])
+    print(f"ROBER to t = 1e5, rtol = {rtol:g}, atol = rtol * floor; jax {jax.__version__}")
+    print(table(["method", "error", "steps", "time", "vs scipy", "compile"], out, [20, 9, 7, 10, 9, 9]))
+
+
+if __name__ == "__main__":
+    main()
