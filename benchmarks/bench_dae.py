@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     calls.append((scipy_radau, ()))
     times = interleaved_medians(calls, opts.repeats)
     peer = times[-1]
-    out = [[r[0], f"{r[1]:.1e}", r[2], f"{t * 1e3:.2f}ms", f"{t / peer:.2f}x", f"{r[3]:.1f} s"] for r, t in zip(rows, times)]
+    out = [[r[0], f"{r[1]:.1e}", r[2], f"{t * 1e3:.2f}ms", f"{t / peer:.2f}x", f"{r[3]:.1f} s"]
+           for r, t in zip(rows, times)]
     out.append(["scipy Radau (ODE)", f"{relative_error(sp.y[:, -1], ref, ROBER.floor):.1e}", sp.t.size - 1,
                 f"{peer * 1e3:.2f}ms", "1.00x", "-"])
     print(f"ROBER to t = 1e5, rtol = {rtol:g}, atol = rtol * floor; jax {jax.__version__}")
