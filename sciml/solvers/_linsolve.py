@@ -26,18 +26,10 @@ class LU(NamedTuple):
     piv: jax.Array
 
 
-def require_real(y, solver) -> None:
-    """Refuse a complex state at trace time: the Newton and Rosenbrock matrices need a real ``df/dy``."""
-    if jnp.iscomplexobj(y):
-        raise TypeError(
-            f"`{solver!r}` needs a real state (its Jacobian df/dy must be real); got {y.dtype}. Integrate the "
-            f"real and imaginary parts as separate real components, e.g. `y = jnp.concatenate([z.real, "
-            f"z.imag])`, or use an explicit solver such as `sciml.solvers.Tsit5()`.")
-
-
 def jacobian(f, t, y) -> jax.Array:
-    """``df/dy`` at ``(t, y)``, shape ``(n, n)``, in the state's dtype (forward mode)."""
-    return jax.jacfwd(lambda v: f(t, v))(y)
+    """``df/dy`` at ``(t, y)``, shape ``(n, n)``, in the state's dtype (forward mode). For a complex state
+    it is the complex derivative (``f`` holomorphic in ``y``, as for scipy's complex Jacobians)."""
+    return jax.jacfwd(lambda v: f(t, v), holomorphic=bool(jnp.iscomplexobj(y)))(y)
 
 
 def time_derivative(f, t, y) -> jax.Array:

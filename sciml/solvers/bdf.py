@@ -167,14 +167,14 @@ class BDF(AbstractSolver):
         return self.linear_solver == "lu"
 
     def init(self, f, t0, y0, f0, dt0) -> BDFState:
-        L.require_real(y0, self)
         n, dtype = y0.shape[0], y0.dtype
         zero = jnp.zeros((), jnp.int32)
         return BDFState(
             D=_start(y0, f0, dt0), order=jnp.ones((), jnp.int32), h=dt0, n_equal=zero,
             J=jnp.zeros((n, n), dtype) if self._dense else None, lu=L.empty_lu(n, dtype) if self._dense else None,
             lu_c=jnp.zeros((), dtype), need_jac=jnp.asarray(self._dense), jac_current=jnp.asarray(False),
-            newton_ok=jnp.asarray(True), n_iter=zero, eta=jnp.ones((), dtype), rtol=None, atol=None,
+            newton_ok=jnp.asarray(True), n_iter=zero, eta=jnp.ones((), jnp.zeros((), dtype).real.dtype), rtol=None,
+            atol=None,
             nfev=zero, njev=zero, nlu=zero)
 
     def bind_tolerances(self, state: BDFState, rtol, atol) -> BDFState:

@@ -62,13 +62,13 @@ class AbstractESDIRK(AbstractSolver):
     fevals_per_step = 0          # Newton's evaluations vary: counted in the state
 
     def init(self, f, t0, y0, f0, dt0) -> ESDIRKState:
-        L.require_real(y0, self)
         n, dtype = y0.shape[0], y0.dtype
-        zero, tol = jnp.zeros((), jnp.int32), default_tolerance(dtype)
+        real = jnp.zeros((), dtype).real.dtype          # Newton's rates and norms (a complex state too)
+        zero, tol = jnp.zeros((), jnp.int32), default_tolerance(real)
         return ESDIRKState(
             J=jnp.zeros((n, n), dtype), lu=L.empty_lu(n, dtype), lu_dt=jnp.zeros_like(dt0),
-            need_jac=jnp.asarray(True), jac_current=jnp.asarray(False), eta=jnp.ones((), dtype),
-            newton_ok=jnp.asarray(True), slowest=jnp.zeros((), dtype), rtol=tol, atol=tol, nfev=zero,
+            need_jac=jnp.asarray(True), jac_current=jnp.asarray(False), eta=jnp.ones((), real),
+            newton_ok=jnp.asarray(True), slowest=jnp.zeros((), real), rtol=tol, atol=tol, nfev=zero,
             njev=zero, nlu=zero)
 
     def bind_tolerances(self, state: ESDIRKState, rtol, atol) -> ESDIRKState:
@@ -89,7 +89,8 @@ class AbstractESDIRK(AbstractSolver):
         tol = _newton.tolerance(state.rtol, scale.dtype)
 
         # The implicit stages run in a loop over the stage index (one Newton solve to compile, not six).
-        A, P, c = (jnp.asarray(m, y.dtype) for m in (tab.a_matrix, tab.predictor_matrix, tab.c))
+        A, P = (jnp.asarray(m, y.dtype) for m in (tab.a_matrix, tab.predictor_matrix))
+        c = jnp.asarray(tab.c, t.dtype)
 
         def stage(i, carry):
             zs, eta, ok, nonfinite, nfev, slowest = carry

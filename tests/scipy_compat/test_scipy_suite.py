@@ -7,13 +7,15 @@ never call `solve_ivp` check scipy's solver classes and helpers (`RK45(...).step
 `OdeSolution`); they are not collected. Tests that fail for a reason inherent to scipy's internals
 are marked xfail with the reason, and each is listed in docs/porting-from-scipy.md.
 
-`pytest --runxfail tests/scipy_compat` runs the xfailed tests as ordinary ones (the raw pass count).
+`pytest --runxfail tests/scipy_compat` runs the xfailed tests as ordinary ones (the raw pass count);
+``SCIML_SCIPY_SLOW=1`` also runs the few that cost minutes (`COSTLY`).
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import types
 
 import pytest
@@ -25,11 +27,19 @@ MODULES = ("scipy.integrate._ivp.tests.test_ivp", "scipy.integrate._ivp.tests.te
 
 #: test name -> why it cannot pass with sciml: scipy's internals or exact floating-point identities
 #: (strict: a pass means the entry is stale). Each is listed in docs/porting-from-scipy.md.
-XFAIL: dict[str, str] = {}
+XFAIL: dict[str, str] = {
+    "test_integration": "counts: scipy bounds nlu < 10 for every method; RadauIIA5 (method='Radau') backward "
+                        "over [5, 1] factors 5 times (nlu=10, counting the real and the complex LU as scipy "
+                        "does) because sciml's step-size control takes a different step sequence",
+}
+#: test name -> why it is not run by default (set SCIML_SCIPY_SLOW=1 to run it): minutes of CI time
+COSTLY: dict[str, str] = {
+    "test_integration_sparse_difference": "400 NumPy-field states with BDF and Radau: the Python-field path "
+                                          "runs these in the XLA loop with a callback per evaluation (about "
+                                          "3 ms each on a loaded 2-core machine), several minutes in all",
+}
 #: test name -> the sciml work it waits for (not strict: the work may land in any order). Also listed.
 PENDING: dict[str, str] = {
-    "test_integration_complex": "complex states in sciml's BDF: `sciml.solvers._linsolve.require_real` refuses "
-                                "them (RadauIIA5 already takes a holomorphic Jacobian)",
     "test_first_step": "sciml's BDF shortens a given first step (0.1 -> 0.075 on this problem); the other "
                        "methods take it exactly",
 }
@@ -51,6 +61,8 @@ def _collect(module_name: str) -> dict:
                 func = pytest.mark.xfail(reason=XFAIL[name], strict=True)(func)
             elif name in PENDING:
                 func = pytest.mark.xfail(reason="pending: " + PENDING[name], strict=False)(func)
+            if name in COSTLY and not os.environ.get("SCIML_SCIPY_SLOW"):
+                func = pytest.mark.skip(reason="costly (SCIML_SCIPY_SLOW=1 runs it): " + COSTLY[name])(func)
             tests[name] = func
     return tests
 

@@ -140,9 +140,12 @@ def test_jac_is_refused_where_it_cannot_be_used():
 
 
 @pytest.mark.parametrize("method", [m for m in S.STIFF if m is not S.RadauIIA5], ids=lambda m: m.__name__)
-def test_complex_states_are_refused_with_the_fix(method):
-    with pytest.raises(TypeError, match="real and imaginary parts"):
-        sciml.solve(lambda t, y, a: -y, jnp.ones(2, jnp.complex128), (0.0, 1.0), solver=method())
+def test_complex_states_match_the_exact_solution(method):
+    """A complex state takes the complex (holomorphic) Jacobian, as scipy's stiff methods do."""
+    lam, y0 = -1.0 + 2.0j, np.array([1.0, 0.5j])
+    sol = sciml.solve(lambda t, y, a: lam * y, jnp.asarray(y0), (0.0, 1.0), solver=method(), rtol=1e-8, atol=1e-10)
+    assert sol.ys.dtype == jnp.complex128
+    np.testing.assert_allclose(sol.ys[-1], y0 * np.exp(lam), rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["Rodas5P", "Kvaerno5", "BDF"])
