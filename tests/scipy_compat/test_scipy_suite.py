@@ -31,6 +31,9 @@ XFAIL: dict[str, str] = {
     "test_integration": "counts: scipy bounds nlu < 10 for every method; RadauIIA5 (method='Radau') backward "
                         "over [5, 1] factors 5 times (nlu=10, counting the real and the complex LU as scipy "
                         "does) because sciml's step-size control takes a different step sequence",
+    "test_integration_complex": "counts: scipy bounds BDF's nlu < 6; sciml's BDF holds its local error to 0.05 "
+                                "times the tolerances (docs/stiff.md), so it takes more steps and factors 7 "
+                                "times; the values pass",
 }
 #: test name -> why it is not run by default (set SCIML_SCIPY_SLOW=1 to run it): minutes of CI time
 COSTLY: dict[str, str] = {
