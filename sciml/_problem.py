@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from sciml import _validate as V
+from sciml import _validate_solver_options as SO
 from sciml.solvers._control import PIController
 
 #: the `saveat` modes that record every step
@@ -143,9 +144,9 @@ def prepare(f: Callable, y0, t_span, args=None, *, solver=None, saveat=None, rto
     controller = _DEFAULTS.controller if controller is None else controller
     V.check_static(f, y0, t_span, args, saveat, solver, adjoint, controller, max_steps, adaptive, dt0, events,
                    max_step, event_records, backend, names, ensemble)
-    V.check_jac(jac, y0, solver)
-    sparsity = V.check_jac_sparsity(jac_sparsity, y0, solver)
-    mass = V.check_mass_matrix(mass_matrix, y0, solver, adjoint, init, ensemble)
+    SO.check_jac(jac, y0, solver)
+    sparsity = SO.check_jac_sparsity(jac_sparsity, y0, solver)
+    mass = SO.check_mass_matrix(mass_matrix, y0, solver, adjoint, init, ensemble)
     if mass is not None and getattr(solver, "takes_mass_matrix", False):
         solver = dataclasses.replace(solver, mass_matrix=mass)
     mode, ts = V.saveat_mode(saveat, names, ensemble)

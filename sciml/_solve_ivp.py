@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sciml import _validate as V
+from sciml import _validate_scipy as VS
 from sciml._callback_field import known_python_field, solve_with_callback
 from sciml._integrate import integrate
 from sciml._ode_result import OdeResult, OdeSolution, no_step_result, result
@@ -108,14 +109,14 @@ def solve_ivp(fun: Callable, t_span, y0, method="Tsit5", t_eval=None, dense_outp
         raise ValueError(f"`solve_ivp` got unsupported option(s) {sorted(unknown)}; supported: "
                          f"{list(_SUPPORTED_OPTIONS)}.")
     solver = _solver_for(method)
-    args = V.scipy_args(args)
+    args = VS.scipy_args(args)
     y0 = np.asarray(y0)
     if y0.ndim != 1:
         raise ValueError(f"`y0` must be 1-D, as in scipy; got shape {y0.shape}.")
     if not np.issubdtype(y0.dtype, np.inexact):
         y0 = y0.astype(np.float64)
-    t0, t1 = V.scipy_t_span(t_span)
-    rtol = V.scipy_rtol(_host_tol(rtol))
+    t0, t1 = VS.scipy_t_span(t_span)
+    rtol = VS.scipy_rtol(_host_tol(rtol))
     events = [] if events is None else ([events] if callable(events) else list(events))
     event_keys = tuple(_event_key(e, i) for i, e in enumerate(events))
     if y0.size == 0:                    # scipy's result without a step (the pipeline needs a component)
@@ -261,7 +262,7 @@ def _sciml_events(keys) -> tuple:
 def _event_key(event, i: int):
     if not callable(event):
         raise TypeError(f"`events` must be callables event(t, y, *args) (or one); got {event!r} at index {i}.")
-    return (_code_key(event), V.scipy_terminal(event, i), int(np.sign(getattr(event, "direction", 0))))
+    return (_code_key(event), VS.scipy_terminal(event, i), int(np.sign(getattr(event, "direction", 0))))
 
 
 def _solver_for(method):
@@ -302,7 +303,7 @@ def _jacobian_options(solver, jac, jac_sparsity, n: int):
         return None, jac_sparsity, False
     if callable(jac):
         return _scipy_jac(_code_key(jac)), None, False
-    matrix = V.scipy_jac_matrix(jac, n)
+    matrix = VS.scipy_jac_matrix(jac, n)
     return _constant_jac(matrix.tobytes(), matrix.shape, matrix.dtype.str), None, True
 
 
