@@ -62,7 +62,7 @@ class LoopState(NamedTuple):
 
 
 #: LoopState fields written only where a finished trajectory's writes are harmless (see _lockstep.py)
-_BUFFERS = frozenset({"rec_t", "rec_dt", "rec_y", "rec_dense"})
+_BUFFERS = frozenset({"rec_t", "rec_dt", "rec_y", "rec_dense", "rec_method"})
 
 
 class LoopResult(NamedTuple):
@@ -114,7 +114,7 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
     # One scratch row past the end of each record: see _lockstep.py (sliced off after the loop).
     scratch = 1 if M_rec else 0
     rec_t = jnp.full((M_rec + 1 + scratch,), jnp.inf, time_dtype).at[0].set(t0)
-    rec_y = (jnp.broadcast_to(nan_y, (M_rec + 2, n)).at[0].set(y0) if M_rec else jnp.zeros((1, n), y0.dtype))
+    rec_y = (jnp.broadcast_to(nan_y, (M_rec + 1 + scratch, n)).at[0].set(y0) if M_rec else jnp.zeros((1, n), y0.dtype))
     M_dense = M + 1 if cfg.record_dense else 0
     rec_dense = jnp.zeros((M_dense, degree + 1, n), y0.dtype)
 
@@ -128,7 +128,7 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
     # A solver that picks one of several methods per step (AutoSwitch) records the pick, so that the
     # reverse sweep of `Direct` replays each step with the method that took it.
     tagged = bool(M_rec) and hasattr(solver, "method_index")
-    rec_method = jnp.zeros((M_rec if tagged else 0,), jnp.int32)
+    rec_method = jnp.zeros((M_rec + scratch if tagged else 0,), jnp.int32)
     finite0 = jnp.all(jnp.isfinite(y0)) & jnp.all(jnp.isfinite(f0))
     state = LoopState(
         t=t0, y=y0, f0=f0, dt=dt, controller=controller.init(real_dtype),
@@ -252,7 +252,7 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
     stats.update(extra)
     return LoopResult(t=s.t, y=s.y, ys=ys_out, status=s.status, stats=stats, dt=s.dt, rec_t=rec_t,
                       rec_dt=rec_dt, rec_y=rec_y, rec_dense=rec_dense, n_accept=s.n_accept,
-                      events=s.events, rec_method=s.rec_method)
+                      events=s.events, rec_method=s.rec_method[:M_rec])
 
 
 def _solver_init(solver, fb, t0, y0, f0, dt, rtol, atol):
