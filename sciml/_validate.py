@@ -292,9 +292,10 @@ def check_saveat(ts, t0, t1, names: Names = SOLVE):
         raise ValueError(f"`{name}` must be finite; got {name}[{i}]={tsc[i]}.")
     lo, hi = float(t0c), float(t1c)
     sign = 1.0 if hi >= lo else -1.0
-    steps = np.diff(tsc) * sign
-    if (steps < 0).any():
-        i = int(np.flatnonzero(steps < 0)[0]) + 1
+    # a comparison of neighbours, not np.diff: this runs on every call of a pipeline's loop
+    unsorted = (tsc[1:] < tsc[:-1]) if sign > 0 else (tsc[1:] > tsc[:-1])
+    if unsorted.any():
+        i = int(np.flatnonzero(unsorted)[0]) + 1
         order = "increasing" if sign > 0 else "decreasing"
         raise ValueError(f"`{name}` must be sorted ({order}, the direction of integration); got "
                          f"{name}[{i}]={tsc[i]} after {name}[{i - 1}]={tsc[i - 1]}.")

@@ -33,10 +33,16 @@ def scipy_t_span(t_span) -> tuple[float, float]:
     return t0, t1
 
 
+#: scipy's smallest ``rtol``
+RTOL_FLOOR = 100 * float(np.finfo(np.float64).eps)
+
+
 def scipy_rtol(rtol):
     """scipy's floor on ``rtol``: positive values below ``100 * eps`` are raised to it, with its warning
     (zero, negative and NaN values are refused later, naming the argument)."""
-    floor = 100 * np.finfo(np.float64).eps
+    floor = RTOL_FLOOR
+    if isinstance(rtol, (float, np.floating)) and not 0 < rtol < floor:
+        return rtol              # a scalar above the floor (or one refused later): no arrays per call
     if np.any((np.asarray(rtol) > 0) & (np.asarray(rtol) < floor)):
         warnings.warn(f"At least one element of `rtol` is too small. Setting `rtol = np.maximum(rtol, {floor})`.",
                       UserWarning, stacklevel=3)

@@ -411,6 +411,27 @@ def test_c_backend_reuses_its_kernel_with_new_values():
         np.testing.assert_allclose(c.y, j.y, rtol=1e-9, atol=1e-12, err_msg=str(change))
 
 
+def test_c_backend_calls_neither_share_results_nor_touch_the_inputs():
+    """Later calls of one signature refill the kernel's arrays in place: an earlier result, the caller's
+    ``y0`` and concurrent calls from threads must not see that."""
+    import concurrent.futures
+
+    t_eval = np.linspace(0.0, 1.0, 5)
+    y0 = np.array([1.0, 2.0])
+    kw = dict(t_eval=t_eval, args=(2.0, 0.0), rtol=1e-10, atol=1e-12, backend="c")
+    first = sciml.solve_ivp(counted_decay, (0.0, 1.0), y0, **kw)
+    kept = first.y.copy()
+    sciml.solve_ivp(counted_decay, (0.0, 1.0), 3.0 * y0, **kw)
+    np.testing.assert_array_equal(first.y, kept)
+    np.testing.assert_array_equal(y0, [1.0, 2.0])
+    scales = np.linspace(0.5, 4.0, 16)
+    one_by_one = [sciml.solve_ivp(counted_decay, (0.0, 1.0), s * y0, **kw).y for s in scales]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda s: sciml.solve_ivp(counted_decay, (0.0, 1.0), s * y0, **kw).y, scales))
+    for s, alone, y in zip(scales, one_by_one, threaded):
+        np.testing.assert_array_equal(y, alone, err_msg=str(s))
+
+
 def test_c_backend_reports_failures_like_the_jax_backend():
     t_eval = np.array([0.0, 0.3, 0.6, 0.9, 1.2, 1.5])
     c, j = (sciml.solve_ivp(blow_up, (0.0, 2.0), [1.0], t_eval=t_eval, rtol=1e-8, atol=1e-10, backend=b)
