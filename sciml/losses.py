@@ -26,7 +26,7 @@ __all__ = ["single_shooting", "multiple_shooting", "collocation", "smooth", "seg
 
 
 def single_shooting(f: Callable, params: Any, ts, ys, y0=None, *, solver=None, adjoint=None,
-                    rtol=1e-6, atol=1e-6, max_steps: int = 4096, controller=None) -> jax.Array:
+                    rtol=1e-6, atol=1e-6, max_steps: int = 4096, controller=None, mass_matrix=None) -> jax.Array:
     """Mean squared error of ``y(ts)`` solved from ``y0`` against the data ``ys``.
 
     Args:
@@ -42,6 +42,8 @@ def single_shooting(f: Callable, params: Any, ts, ys, y0=None, *, solver=None, a
         atol: absolute tolerance of the solve.
         max_steps: bound on step attempts; more make the loss NaN.
         controller: the step-size controller, as for :func:`sciml.solve`.
+        mass_matrix: ``M`` of ``M y' = f`` (a DAE when singular), as for :func:`sciml.solve`; the
+            algebraic components of ``y0`` are made consistent at ``ts[0]``.
 
     Returns:
         A scalar in the dtype of the solution.
@@ -60,7 +62,7 @@ def single_shooting(f: Callable, params: Any, ts, ys, y0=None, *, solver=None, a
     _check_data(ts, ys, "single_shooting")
     y0 = ys[0] if y0 is None else y0
     sol = solve(f, y0, (ts[0], ts[-1]), args=params, saveat=ts, solver=solver, adjoint=adjoint, rtol=rtol,
-                atol=atol, max_steps=max_steps, controller=controller, throw=False)
+                atol=atol, max_steps=max_steps, controller=controller, throw=False, mass_matrix=mass_matrix)
     return jnp.mean(jnp.abs(sol.ys - ys) ** 2)
 
 
@@ -87,7 +89,7 @@ def segments(m: int, group_size: int) -> np.ndarray:
 
 def multiple_shooting(f: Callable, params: Any, ts, ys, group_size: int, *, continuity: float = 100.0,
                       nodes=None, solver=None, adjoint=None, rtol=1e-6, atol=1e-6,
-                      max_steps: int = 4096, controller=None) -> jax.Array:
+                      max_steps: int = 4096, controller=None, mass_matrix=None) -> jax.Array:
     """Multiple shooting: fit short segments, each solved from its own start, and penalise the jumps.
 
     The record is cut into segments of ``group_size`` points (see :func:`segments`), all solved in one
@@ -111,6 +113,8 @@ def multiple_shooting(f: Callable, params: Any, ts, ys, group_size: int, *, cont
         atol: absolute tolerance of the solves.
         max_steps: bound on step attempts per segment.
         controller: the step-size controller, as for :func:`sciml.solve`.
+        mass_matrix: ``M`` of ``M y' = f``, as for :func:`sciml.solve` (each segment's algebraic
+            components are made consistent at its start).
 
     Example:
         >>> import jax.numpy as jnp, sciml
@@ -138,7 +142,7 @@ def multiple_shooting(f: Callable, params: Any, ts, ys, group_size: int, *, cont
 
     def one(y0, t):
         sol = solve(f, y0, (t[0], t[-1]), args=params, saveat=t, solver=solver, adjoint=adjoint, rtol=rtol,
-                    atol=atol, max_steps=max_steps, controller=controller, throw=False)
+                    atol=atol, max_steps=max_steps, controller=controller, throw=False, mass_matrix=mass_matrix)
         return sol.ys
 
     pred = jax.vmap(one)(y0s, seg_ts)

@@ -19,7 +19,8 @@ def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes
                    backend: str = "jax", solver=None, saveat=None, rtol=1e-6, atol=1e-6, dt0=None,
                    max_steps: int = 100_000, adaptive: bool = True, max_step=None, mesh=None,
                    throw: bool = False, controller=None, batch_size: int | None = None,
-                   output: Callable | None = None, reduce=None, progress: bool = False):
+                   output: Callable | None = None, reduce=None, progress: bool = False, mass_matrix=None,
+                   init: str = "solve"):
     """Solve ``dy/dt = f(t, y, args)`` for many trajectories at once.
 
     Trajectory ``i`` starts from the ``i``-th entry of ``y0s`` (leading axis) and sees the ``i``-th
@@ -63,6 +64,11 @@ def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes
             `Fold`) folded over the chunks' outputs (default output: ``ens.ys``) of the successful
             trajectories. With ``output`` or ``reduce`` the result is a `sciml.ensemble.StreamedEnsemble`.
         progress: with ``batch_size``: a tqdm progress bar over the trajectories solved.
+        mass_matrix: ``M`` of ``M y' = f`` for every trajectory (a constant ``(n, n)`` array; singular for
+            a DAE), as for `sciml.solve`; ``backend="jax"`` with ``Rodas5P``, ``Rosenbrock23``,
+            ``RadauIIA5`` or ``BDF``.
+        init: with a singular ``mass_matrix``: each trajectory's consistent initialisation, as for
+            `sciml.solve` (``"solve"``, ``"check"`` or ``"none"``).
 
     Returns:
         An :class:`EnsembleSolution` (``ts``, ``ys``, ``t_final``, ``y_final``, ``status``,
@@ -91,7 +97,7 @@ def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes
     problem, options = prepare(f, y0s, t_span, args, solver=solver, saveat=saveat, rtol=rtol, atol=atol, dt0=dt0,
                                max_steps=max_steps, adaptive=adaptive, max_step=max_step, backend=backend,
                                controller=controller, ensemble=True, args_axes=args_axes,
-                               names=ENSEMBLE)
+                               names=ENSEMBLE, mass_matrix=mass_matrix, init=init)
     check_streaming(batch_size, output, reduce, progress)
     if batch_size is not None:
         return solve_streaming(problem, options, backend=backend, mesh=mesh, batch_size=batch_size,

@@ -9,8 +9,7 @@ import threading
 import jax
 import numpy as np
 
-from sciml.kernel._xla import (controller_unserved, fall_back, gave_up, not_served, solver_unserved,
-                               state_unserved)
+from sciml.kernel._xla import fall_back, gave_up, not_served, state_unserved, unserved
 
 #: per (options, shapes, dtypes): a `_Slot` holding the first call's launch, whose kernel, layout, dtypes
 #: and arrays later calls reuse, so that they skip the checks of `f` and the lookups that cost more than a
@@ -129,6 +128,4 @@ def _unserved(problem, options, y0) -> str:
         return "it has no `dense_output`"
     if options.mode != "ts":
         return "it saves at the given times only (pass `t_eval=`)"
-    if options.events:
-        return "it has no `events`"
-    return state_unserved(y0.dtype) or solver_unserved(options.solver) or controller_unserved(options.controller)
+    return state_unserved(y0.dtype) or unserved(options)

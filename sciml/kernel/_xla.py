@@ -63,8 +63,8 @@ def controller_unserved(controller) -> str:
 
 def not_served(reason: str, what: str) -> ValueError:
     """The error `backend="c"` raises for a ``what`` ("solve", "call") the kernel does not serve."""
-    return ValueError(f"`backend=\"c\"` does not serve this {what}: {reason}. Use backend=\"jax\" (or \"auto\", "
-                      f"which picks it).")
+    fix = 'Use backend="jax".' if what == "ensemble" else 'Use backend="jax" (or "auto", which picks it).'
+    return ValueError(f"`backend=\"c\"` does not serve this {what}: {reason}. {fix}")
 
 
 def gave_up(backend: str) -> bool:

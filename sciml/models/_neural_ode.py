@@ -46,6 +46,10 @@ class NeuralODE(Layer):
         rtol: relative tolerance of the adaptive solver.
         atol: absolute tolerance of the adaptive solver.
         max_steps: bound on step attempts per solve.
+        mass_matrix: ``M`` of ``M y' = model(y)``, a constant ``(n + augment, n + augment)`` matrix (a DAE
+            when singular: zero rows are algebraic equations); solved by ``Rodas5P``, ``Rosenbrock23``,
+            ``RadauIIA5`` or ``BDF`` (see :func:`sciml.solve`). It takes one state of shape
+            ``(n,)``: ``jax.vmap`` the call for a batch. Saved with the model.
 
     Parameters:
         model: params of ``model``
@@ -73,6 +77,7 @@ class NeuralODE(Layer):
     atol: float = 1e-6
     max_steps: int = 10_000
     controller: Any = None
+    mass_matrix: tuple[tuple[float, ...], ...] | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -84,6 +89,8 @@ class NeuralODE(Layer):
             raise ValueError(f"`NeuralODE(augment=...)` is a number of extra dimensions, an int >= 0; got "
                              f"{self.augment!r}.")
         object.__setattr__(self, "augment", int(self.augment))
+        if self.mass_matrix is not None:
+            object.__setattr__(self, "mass_matrix", _square_matrix(self.mass_matrix))
         if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, (int, np.integer)) or self.max_steps < 1:
             raise ValueError(f"`NeuralODE(max_steps=...)` must be a positive int; got {self.max_steps!r}.")
 
@@ -121,6 +128,11 @@ class NeuralODE(Layer):
             saveat = np.asarray(saveat, real) if not hasattr(saveat, "aval") else saveat
         settings = dict(solver=self.solver, controller=self.controller, adjoint=self.adjoint, rtol=self.rtol,
                         atol=self.atol, max_steps=self.max_steps)
+        if self.mass_matrix is not None:
+            if y0.ndim != 1:
+                raise ValueError(f"`NeuralODE(mass_matrix=...)` solves one state of shape (n,); got a batch of shape "
+                                 f"{x.shape}. Call it under `jax.vmap` for a batch of initial states.")
+            settings["mass_matrix"] = np.asarray(self.mass_matrix)
         settings.update(options)
         return solve(self.vector_field, y0, self.t_span if t_span is None else t_span, args=params,
                      saveat=saveat, **settings)
@@ -172,6 +184,15 @@ def _time_pair(t_span) -> tuple[float, float]:
     if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
         raise ValueError(f"`NeuralODE(t_span=...)` must be finite with t0 != t1; got ({t0}, {t1}).")
     return t0, t1
+
+
+def _square_matrix(matrix) -> tuple[tuple[float, ...], ...]:
+    """A mass matrix as a tuple of rows of floats (hashable, and saved with the model as it is)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or not np.all(np.isfinite(m)):
+        raise ValueError(f"`NeuralODE(mass_matrix=...)` must be a finite square matrix (n + augment, n + augment); "
+                         f"got shape {m.shape}.")
+    return tuple(tuple(float(v) for v in row) for row in m)
 
 
 def _save_times(saveat, t_span) -> tuple[float, ...]:
