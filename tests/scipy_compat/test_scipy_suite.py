@@ -8,14 +8,13 @@ never call `solve_ivp` check scipy's solver classes and helpers (`RK45(...).step
 are marked xfail with the reason, and each is listed in docs/porting-from-scipy.md.
 
 `pytest --runxfail tests/scipy_compat` runs the xfailed tests as ordinary ones (the raw pass count);
-``SCIML_SCIPY_SLOW=1`` also runs the few that cost minutes (`COSTLY`).
+the few that cost minutes (`COSTLY`) carry the suite's ``slow`` mark: ``pytest -m slow`` runs them.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-import os
 import types
 
 import pytest
@@ -35,11 +34,14 @@ XFAIL: dict[str, str] = {
                                 "times the tolerances (docs/stiff.md), so it takes more steps and factors 7 "
                                 "times; the values pass",
 }
-#: test name -> why it is not run by default (set SCIML_SCIPY_SLOW=1 to run it): minutes of CI time
+#: test name -> why it is marked slow (not in the default run; ``pytest -m slow`` runs it): minutes of CI time
 COSTLY: dict[str, str] = {
     "test_integration_sparse_difference": "400 NumPy-field states with BDF and Radau: the Python-field path "
                                           "runs these in the XLA loop with a callback per evaluation (about "
                                           "3 ms each on a loaded 2-core machine), several minutes in all",
+    "test_events": "6 methods x 9 event configurations on a NumPy field: Radau, BDF and LSODA run in the XLA "
+                   "loop, one compiled program per configuration (terminal and direction are part of it), "
+                   "about 2.5 minutes on a 2-core machine",
 }
 #: test name -> the sciml work it waits for (not strict: the work may land in any order). Also listed.
 PENDING: dict[str, str] = {
@@ -64,8 +66,8 @@ def _collect(module_name: str) -> dict:
                 func = pytest.mark.xfail(reason=XFAIL[name], strict=True)(func)
             elif name in PENDING:
                 func = pytest.mark.xfail(reason="pending: " + PENDING[name], strict=False)(func)
-            if name in COSTLY and not os.environ.get("SCIML_SCIPY_SLOW"):
-                func = pytest.mark.skip(reason="costly (SCIML_SCIPY_SLOW=1 runs it): " + COSTLY[name])(func)
+            if name in COSTLY:
+                func = pytest.mark.slow(func)
             tests[name] = func
     return tests
 
