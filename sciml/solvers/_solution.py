@@ -25,7 +25,10 @@ class Solution(Outcome):
         t_final, y_final: where the solve stopped (``t1``, a terminal event, or a failure) and the
             state there.
         status: :class:`~sciml.solvers.Status` code (int32, one per trajectory under ``vmap``).
-        stats: ``{"nfev", "naccept", "nreject"}`` (plus ``"njev", "nlu"`` for stiff solvers).
+        stats: ``{"nfev", "naccept", "nreject"}``, plus ``"njev", "nlu"`` for stiff solvers,
+            ``"nswitch", "nstiff"`` for ``AutoSwitch`` (switches made, accepted stiff steps) and
+            ``"init_adjusted"`` (and ``"init_residual"`` on a failed initialisation) with a singular
+            ``mass_matrix``.
         event_t: ``(n_events,)`` time of each event's first crossing, NaN where it did not occur.
         event_ts, event_ys: every recorded crossing per event (``(n_events, R)``), NaN-padded.
         event_count: ``(n_events,)`` number of crossings found.
