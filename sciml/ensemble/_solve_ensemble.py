@@ -99,6 +99,11 @@ def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes
                                controller=controller, ensemble=True, args_axes=args_axes,
                                names=ENSEMBLE, mass_matrix=mass_matrix, init=init)
     check_streaming(batch_size, output, reduce, progress)
+    if backend != "jax":          # the one "can the kernel serve this?" (a mass matrix, a user's controller)
+        from sciml.kernel import not_served, unserved
+        reason = unserved(options)
+        if reason:
+            raise not_served(reason, "ensemble", backend)
     if batch_size is not None:
         return solve_streaming(problem, options, backend=backend, mesh=mesh, batch_size=batch_size,
                                output=output, reduce=reduce, throw=throw, progress=progress)

@@ -13,9 +13,9 @@ from sciml.kernel._callback import solve_python_field
 from sciml.kernel._cupy import solve_cupy
 from sciml.kernel._errors import BackendUnavailableError, CompileError, CompilerNotFoundError, UnsafeCacheError
 from sciml.kernel._host import solve_on_host
-from sciml.kernel._xla import (controller_unserved, fall_back, integrate_or_none, solver_unserved, state_unserved,
-                               unserved)
+from sciml.kernel._xla import (controller_unserved, fall_back, integrate_or_none, not_served, solver_unserved,
+                               state_unserved, unserved)
 
 __all__ = ["integrate_or_none", "solve_on_host", "solve_python_field", "solve_c", "solve_cupy", "unserved",
-           "solver_unserved", "state_unserved", "controller_unserved", "fall_back", "BackendUnavailableError",
+           "not_served", "solver_unserved", "state_unserved", "controller_unserved", "fall_back", "BackendUnavailableError",
            "CompileError", "CompilerNotFoundError", "UnsafeCacheError"]

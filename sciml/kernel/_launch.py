@@ -26,7 +26,6 @@ from sciml.kernel._ctypes import UnsupportedDtypeError
 from sciml.kernel._kernel_control import kernel_controller
 from sciml.kernel._kernel_rk import ExplicitRKKernel
 from sciml.kernel._kernel_rosenbrock import rosenbrock_kernel
-from sciml.kernel._xla import not_served, unserved
 from sciml.solvers._explicit_rk import ExplicitRK
 
 
@@ -187,9 +186,6 @@ def prepare_launch(problem: Problem, options: Options, xp, to_xp: Callable) -> t
             "the kernel backends (`backend=\"c\"`, `\"cupy\"`) run compiled code outside JAX's tracing, so "
             "they cannot be used inside `jax.jit`, `jax.grad` or `jax.vmap`, and give no gradients. Use "
             "`backend=\"jax\"` there (it is differentiable), or call the kernel backend outside the transform.")
-    reason = unserved(options)
-    if reason:          # e.g. a mass matrix: running it anyway would solve another equation
-        raise not_served(reason, "ensemble")
     y_leaves, y_treedef = jax.tree_util.tree_flatten(problem.y0)
     y_avals = tuple((tuple(x.shape[1:]), np.dtype(x.dtype)) for x in y_leaves)
     static_args, batched = options.static_args, iter(options.batched)

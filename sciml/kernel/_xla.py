@@ -61,10 +61,10 @@ def controller_unserved(controller) -> str:
     return ""
 
 
-def not_served(reason: str, what: str) -> ValueError:
-    """The error `backend="c"` raises for a ``what`` ("solve", "call") the kernel does not serve."""
+def not_served(reason: str, what: str, backend: str = "c") -> ValueError:
+    """The error a kernel ``backend`` raises for a ``what`` ("solve", "call", "ensemble") it does not serve."""
     fix = 'Use backend="jax".' if what == "ensemble" else 'Use backend="jax" (or "auto", which picks it).'
-    return ValueError(f"`backend=\"c\"` does not serve this {what}: {reason}. {fix}")
+    return ValueError(f"`backend=\"{backend}\"` does not serve this {what}: {reason}. {fix}")
 
 
 def gave_up(backend: str) -> bool:

@@ -131,8 +131,8 @@ def test_a_users_own_controller_runs_in_the_xla_loop_and_the_kernel_says_why_not
         sciml.solve(**call, backend="c")
     sol = sciml.solve(**call)                       # "auto" runs it in the XLA loop
     assert int(sol.stats["naccept"]) == 10
-    with pytest.raises(ValueError, match=r"the kernel backends .* run `PIController`, `IController` and "
-                                         r"`PIDController` from `sciml.solvers`; got `controller=HalvingController"):
+    with pytest.raises(ValueError, match=r"`backend=\"c\"` does not serve this ensemble: it runs `PIController`, "
+                                         r"`IController` and `PIDController`, not HalvingController"):
         sciml.solve_ensemble(call["f"], jnp.ones((2, 1)), (0.0, 1.0), controller=HalvingController(), backend="c")
 
 
