@@ -417,7 +417,7 @@ def test_c_backend_calls_neither_share_results_nor_touch_the_inputs():
     import concurrent.futures
 
     t_eval = np.linspace(0.0, 1.0, 5)
-    y0 = np.array([1.0, 2.0])
+    y0 = np.array([1.0, 9.0, 2.0, 9.0])[::2]             # a strided view: [1.0, 2.0]
     kw = dict(t_eval=t_eval, args=(2.0, 0.0), rtol=1e-10, atol=1e-12, backend="c")
     first = sciml.solve_ivp(counted_decay, (0.0, 1.0), y0, **kw)
     kept = first.y.copy()

@@ -106,7 +106,8 @@ def _inputs(launch, problem, options, y0, avals) -> dict:
     y_treedef, y_avals = jax.tree_util.tree_structure(y0), ((y0.shape, y0.dtype),)
     tol = np.concatenate([host_tolerance(tol, name, y_treedef, y_avals, real, n)
                           for tol, name in ((problem.rtol, "rtol"), (problem.atol, "atol"))])
-    return dict(y0s=y0[None], args=arg_inputs(problem.args, avals, 1, np, np.asarray), tp=tp, ts=ts, tol=tol)
+    # contiguous and in the kernel's dtype: the busy-slot path hands these arrays to the kernel as they are
+    return dict(y0s=np.ascontiguousarray(y0[None], real), args=arg_inputs(problem.args, avals, 1, np, np.asarray), tp=tp, ts=ts, tol=tol)
 
 
 def host_result(launch, problem, **counts) -> dict:
