@@ -15,6 +15,7 @@ EXAMPLES = {
     "lotka_volterra_ude.py": ["fit.png", "extrapolation.png", "loss.png"],
     "stiff_neural_ode.py": ["stiff_neural_ode.png"],
     "solve_ivp_pipeline.py": ["solve_ivp_pipeline.png"],
+    "dae_reactor_ude.py": ["dae_reactor.png"],
 }
 PNG = b"\x89PNG\r\n\x1a\n"
 
