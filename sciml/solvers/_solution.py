@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
@@ -87,15 +88,11 @@ class Solution(Outcome):
         if self._dense_coeffs is None:
             raise ValueError("`sol.evaluate(t)` needs the dense output: solve with `saveat=\"dense\"`.")
         t = jnp.asarray(t)
-        dtype = self._dense_t.dtype
-        s = (t * self._time_sign).astype(dtype)  # forward time, where the steps are recorded
-        inside = (s >= self._dense_t[0]) & (s <= (self.t_final * self._time_sign).astype(dtype))
+        flat, inside = _evaluate_flat(self._dense_t, self._dense_dt, self._dense_coeffs, self._n_steps,
+                                      self._time_sign, self.t_final, t, extrapolate)
         known = None if extrapolate else concrete(inside)
         if known is not None and not known.all():
             self._outside(np.asarray(t), known)
-        flat = evaluate_dense(self._dense_t, self._dense_dt, self._dense_coeffs, self._n_steps, s)
-        if not extrapolate:
-            flat = jnp.where(inside[..., None], flat, jnp.nan)
         return unflatten_batched(self._unflatten, flat, t.ndim)
 
     def _outside(self, t: np.ndarray, inside: np.ndarray):
@@ -111,6 +108,20 @@ class Solution(Outcome):
         raise ValueError(f"`sol.evaluate(t)`: {where}={t[first]!s} is outside the solved span from t0={t0!s} "
                          f"to t_final={t_final!s} ({why}); the dense output is not extrapolated. Evaluate inside "
                          f"the span (its ends included), {fix}.")
+
+
+@functools.partial(jax.jit, static_argnums=7)
+def _evaluate_flat(dense_t, dense_dt, coeffs, n_steps, time_sign, t_final, t, extrapolate: bool):
+    """The dense output at ``t`` as flat states (NaN outside the solved span unless ``extrapolate``), and
+    where ``t`` is inside. One program: called eagerly, a solution's ``evaluate`` compiles once per shape
+    rather than once per array operation."""
+    dtype = dense_t.dtype
+    s = (t * time_sign).astype(dtype)  # forward time, where the steps are recorded
+    inside = (s >= dense_t[0]) & (s <= (t_final * time_sign).astype(dtype))
+    flat = evaluate_dense(dense_t, dense_dt, coeffs, n_steps, s)
+    if not extrapolate:
+        flat = jnp.where(inside[..., None], flat, jnp.nan)
+    return flat, inside
 
 
 def unflatten_batched(unflatten, flat, nbatch: int):
