@@ -8,6 +8,9 @@ with an MLP from `sciml.layers`, a 20-dimensional linear system}:
 * they agree with the Direct gradient (float64 at rtol=atol=1e-10: <= 1e-6 relative; float32 at
   1e-5: <= 1e-3, on the two nonlinear problems), and float32 in gives float32 gradients (computed in float32: no float64 leaks in);
 * `vmap(grad(...))` gives, row by row, the unbatched gradients.
+
+The neural-ODE rows of the first two checks are marked `slow` (`python -m pytest -m slow`): 28 compiled
+gradients that repeat, on a second nonlinear problem, paths the Lotka-Volterra rows already cover.
 """
 
 import functools
@@ -60,7 +63,14 @@ def _key(theta):
     return key
 
 
-@pytest.mark.parametrize("problem", list(PROBLEMS))
+def _slow_if_neural(problem):
+    """The neural-ODE rows run with ``-m slow``: CI's default run checks every method on Lotka-Volterra
+    (parameters, initial state and end time, batched) and the linear system's closed form; the neural
+    ODE's float32 gradients are still checked there to compute nothing in float64 (below)."""
+    return pytest.param(problem, marks=pytest.mark.slow) if problem == "neural_ode" else problem
+
+
+@pytest.mark.parametrize("problem", [_slow_if_neural(p) for p in PROBLEMS])
 @pytest.mark.parametrize("method", METHODS + CHECKPOINTED, ids=IDS)
 def test_float64_gradient_matches_central_finite_differences(method, problem):
     """(Lotka-Volterra: two problems at once under `vmap(grad(...))`, each checked.)"""
@@ -81,7 +91,9 @@ _MATRIX = [(m, p, d) for m in METHODS[1:] + CHECKPOINTED for p in PROBLEMS for d
            if d == "float64" or (p != "linear20" and (m not in CHECKPOINTED or p == "lotka_volterra"))]
 
 
-@pytest.mark.parametrize("method, problem, dtype", _MATRIX, ids=lambda x: repr(x) if isinstance(x, A.AbstractAdjoint) else x)
+@pytest.mark.parametrize("method, problem, dtype",
+                         [pytest.param(*row, marks=pytest.mark.slow) if row[1] == "neural_ode" else row
+                          for row in _MATRIX], ids=lambda x: repr(x) if isinstance(x, A.AbstractAdjoint) else x)
 def test_gradient_matches_direct_and_keeps_the_dtype(method, problem, dtype):
     g = gradient(problem, method, dtype)
     reference = gradient(problem, A.Direct(), dtype)

@@ -55,7 +55,9 @@ def test_c_backend_is_the_jax_solve_up_to_rounding(case):
     np.testing.assert_array_equal(solve("auto", **CASES[case]).ys, c.ys)  # "auto" (the default) picks it
 
 
-@pytest.mark.parametrize("adjoint", [A.Auto(), A.Direct(), A.Backsolve()], ids=repr)
+# Direct in the default run; Auto (which picks Direct here) and Backsolve with `-m slow`
+@pytest.mark.parametrize("adjoint", [pytest.param(A.Auto(), marks=pytest.mark.slow), A.Direct(),
+                                     pytest.param(A.Backsolve(), marks=pytest.mark.slow)], ids=repr)
 def test_gradients_go_through_the_adjoint_unchanged(adjoint):
     def loss(p, backend):
         return jnp.sum(solve(backend, args=p, saveat=TS, adjoint=adjoint).ys ** 2)

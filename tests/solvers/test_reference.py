@@ -37,7 +37,9 @@ def test_error_within_ten_times_tolerance(name, method):
 
 
 @pytest.mark.parametrize("method", list(PEERS), ids=lambda m: m.__name__)
-@pytest.mark.parametrize("name", list(CASES) + ["two_body_eccentric"])
+# Lorenz's rows run with `-m slow`: scipy's RK23/RK45 at 1e-8 take most of their 30 s
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "lorenz" else n
+                                  for n in list(CASES) + ["two_body_eccentric"]])
 def test_lower_order_pairs_are_at_least_as_accurate_as_scipy(name, method):
     t1 = CASES.get(name, 2 * np.pi)
     err, scale = _error(name, t1, method)
