@@ -59,6 +59,7 @@ class LoopState(NamedTuple):
     events: Any
     jump_idx: jax.Array             # next jump to apply
     rec_method: jax.Array           # (M,) int32 method of each accepted step (solvers with `method_index`)
+    newton_failing: jax.Array       # the attempts since the last accepted step include a Newton failure
 
 
 #: LoopState fields written only where a finished trajectory's writes are harmless (see _lockstep.py)
@@ -136,7 +137,8 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
         n_dense=int_zero,
         status=jnp.where(finite0, Status.SUCCESS, Status.NONFINITE).astype(jnp.int32),
         saves=saver.init(t0, y0) if m else (), rec_t=rec_t, rec_dt=jnp.full((M_rec + scratch,), jnp.nan, time_dtype),
-        rec_y=rec_y, rec_dense=rec_dense, events=ev_state, jump_idx=int_zero, rec_method=rec_method)
+        rec_y=rec_y, rec_dense=rec_dense, events=ev_state, jump_idx=int_zero, rec_method=rec_method,
+        newton_failing=jnp.zeros((), bool))
 
     def cond_fun(s: LoopState):
         return (s.t < t1) & (s.status == Status.SUCCESS)
@@ -216,15 +218,20 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
 
         n_attempt = s.n_attempt + 1
         t_next = jnp.where(accept, t_end, s.t)
-        status = jnp.where(accept & ~jnp.all(jnp.isfinite(f1)) & ~hit, Status.NONFINITE, s.status)
+        # An implicit solver whose Newton iteration keeps failing shrinks dt until it underflows, or
+        # until its Newton matrix is singular in floating point and the stages are NaN: both are Newton's
+        # failure, not a non-finite field.
+        newton = ~step.ok | s.newton_failing
+        newton_failing = ~accept & newton
+        nonfinite_cause = jnp.where(newton, Status.NEWTON_FAILED, Status.NONFINITE)
+        status = jnp.where(accept & ~jnp.all(jnp.isfinite(f1)) & ~hit, nonfinite_cause, s.status)
         if cfg.adaptive:
             underflow = ~accept & (s.t + dt_next <= s.t)
-            # An implicit solver whose Newton iteration keeps failing shrinks dt until it underflows.
-            cause = jnp.where(step.ok, jnp.where(nonfinite, Status.NONFINITE, Status.DT_UNDERFLOW),
-                              Status.NEWTON_FAILED)
+            cause = jnp.where(newton, Status.NEWTON_FAILED, jnp.where(nonfinite, Status.NONFINITE,
+                                                                      Status.DT_UNDERFLOW))
             status = jnp.where(underflow, cause, status)
         else:
-            status = jnp.where(nonfinite, jnp.where(step.ok, Status.NONFINITE, Status.NEWTON_FAILED), status)
+            status = jnp.where(nonfinite, nonfinite_cause, status)
         status = jnp.where(hit, Status.EVENT, status)
         out_of_steps = (n_attempt >= cfg.max_steps) & (t_next < t1) & (status == Status.SUCCESS)
         status = jnp.where(out_of_steps, Status.MAX_STEPS, status).astype(jnp.int32)
@@ -233,7 +240,7 @@ def integrate(cfg: LoopConfig, f: Callable, y0, t0, t1, args, ts, rtol, atol, dt
             controller=cstate, solver=sstate, n_attempt=n_attempt,
             n_accept=s.n_accept + accept.astype(jnp.int32), n_dense=n_dense, status=status,
             saves=saves, rec_t=rec_t, rec_dt=rec_dt, rec_y=rec_y, rec_dense=rec_dense,
-            events=ev_state, jump_idx=jump_idx, rec_method=rec_method)
+            events=ev_state, jump_idx=jump_idx, rec_method=rec_method, newton_failing=newton_failing)
 
     s = while_active(cond_fun, body_fun, state, _BUFFERS)
     ys_out = saver.finish(s.saves) if m else jnp.zeros((0, n), y0.dtype)

@@ -80,7 +80,9 @@ def describe(status: int, t: float, dt: float, max_steps: int, looks_stiff: bool
                 f"are finite; if the solution truly blows up, stop earlier with an `Event`.")
     if status is Status.NEWTON_FAILED:
         return (f"the implicit solver's Newton iteration kept failing at t={t:.6g} (dt={dt:.3g}). "
-                f"Try `solver=sciml.solvers.Rodas5P()` (no Newton loop), tighten `rtol`, or supply `jac=`.")
+                f"Try `solver=sciml.solvers.Rodas5P()` (no Newton loop) or supply `jac=`; if dt shrank to "
+                f"nothing, the tolerances may lie below the rounding noise of the Newton solves (a badly scaled "
+                f"problem at a tight `rtol`/`atol`): loosen them.")
     if status is Status.BAD_SAVEAT:
         return ("the save times (`saveat`, `t_eval`) were not finite, not sorted in the direction of "
                 "integration, or outside `t_span`; they were traced values, so this could only be checked "

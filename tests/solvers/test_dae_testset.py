@@ -97,7 +97,7 @@ def test_transistor_amplifier_tight_solves_reproduce_the_published_digits():
 # (rtol, atol), where RadauIIA5 fails too; it ends NONFINITE or NEWTON_FAILED). Hairer's RADAU5
 # avoids it by running at 0.1 rtol^(2/3) internally.
 NEWTON_FLOOR = ("the simplified Newton iteration's rounding noise on the transistor amplifier exceeds its "
-                "stopping tolerance at these tolerances (see the comment above); the solve ends NONFINITE")
+                "stopping tolerance at these tolerances (see the comment above); the solve ends NEWTON_FAILED")
 
 
 @pytest.mark.xfail(strict=True, reason=NEWTON_FLOOR)
@@ -107,6 +107,16 @@ def test_transistor_amplifier_newton_at_tight_tolerances(solver, rtol, floor_sca
     sol, err = run("transamp", solver, rtol, floor_scale=floor_scale)
     assert int(sol.status) == Status.SUCCESS, sol.message()
     assert err < 10 * rtol, err
+
+
+@pytest.mark.parametrize("solver,rtol,floor_scale", [("RadauIIA5", 1e-10, 1.0 / TRANSAMP.floor[0]),
+                                                     ("BDF", 1e-8, 1.0)])
+def test_newton_failing_down_to_a_singular_newton_matrix_is_reported_as_newtons_failure(solver, rtol, floor_scale):
+    """Newton keeps failing, dt shrinks until the Newton matrix is singular and the stages are NaN: the
+    status names Newton (not a non-finite field) and the message says the tolerances may be too tight."""
+    sol, _ = run("transamp", solver, rtol, floor_scale=floor_scale)
+    assert int(sol.status) == Status.NEWTON_FAILED
+    assert "Newton iteration kept failing" in sol.message() and "loosen" in sol.message()
 
 
 def test_transistor_amplifier_init_solve_refuses_its_mass_matrix():
