@@ -17,5 +17,5 @@ from sciml.kernel._xla import (controller_unserved, fall_back, integrate_or_none
                                state_unserved, unserved)
 
 __all__ = ["integrate_or_none", "solve_on_host", "solve_python_field", "solve_c", "solve_cupy", "unserved",
-           "not_served", "solver_unserved", "state_unserved", "controller_unserved", "fall_back", "BackendUnavailableError",
-           "CompileError", "CompilerNotFoundError", "UnsafeCacheError"]
+           "not_served", "solver_unserved", "state_unserved", "controller_unserved", "fall_back",
+           "BackendUnavailableError", "CompileError", "CompilerNotFoundError", "UnsafeCacheError"]

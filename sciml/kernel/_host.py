@@ -107,7 +107,8 @@ def _inputs(launch, problem, options, y0, avals) -> dict:
     tol = np.concatenate([host_tolerance(tol, name, y_treedef, y_avals, real, n)
                           for tol, name in ((problem.rtol, "rtol"), (problem.atol, "atol"))])
     # contiguous and in the kernel's dtype: the busy-slot path hands these arrays to the kernel as they are
-    return dict(y0s=np.ascontiguousarray(y0[None], real), args=arg_inputs(problem.args, avals, 1, np, np.asarray), tp=tp, ts=ts, tol=tol)
+    return dict(y0s=np.ascontiguousarray(y0[None], real), args=arg_inputs(problem.args, avals, 1, np, np.asarray),
+                tp=tp, ts=ts, tol=tol)
 
 
 def host_result(launch, problem, **counts) -> dict:

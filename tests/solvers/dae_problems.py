@@ -37,6 +37,7 @@ class DAEProblem(NamedTuple):
     t1: float                   # the integration runs over [0, t1]
     reference: np.ndarray       # (n,), the published y(t1)
     floor: np.ndarray           # (n,), component size below which the error counts as absolute
+    init: str                   # `sciml.solve(init=...)`: "solve" finds the algebraic equations as zero rows of M
 
 
 # -- transistor amplifier (transamp.f) ------------------------------------------------------------------
@@ -80,7 +81,8 @@ TRANSAMP = DAEProblem(
     np.array([0.0, _UB_HALF, _UB_HALF, TRANSAMP_UB, _UB_HALF, _UB_HALF, TRANSAMP_UB, 0.0]), 0.2,
     np.array([-0.5562145012262709e-2, 0.3006522471903042e1, 0.2849958788608128e1, 0.2926422536206241e1,
               0.2704617865010554e1, 0.2761837778393145e1, 0.4770927631616772e1, 0.1236995868091548e1]),
-    np.full(8, 1e-3))
+    np.full(8, 1e-3),
+    "none")   # M has no zero row (its algebraic equations are sums of rows); y0 is the test set's consistent one
 
 
 # -- chemical Akzo Nobel (chemakzo.f) --------------------------------------------------------------------
@@ -109,6 +111,7 @@ CHEMAKZO = DAEProblem(
     np.array([0.444, 0.00123, 0.0, 0.007, 0.0, AKZO_KS * 0.444 * 0.007]), 180.0,
     np.array([0.1150794920661702, 0.1203831471567715e-2, 0.1611562887407974, 0.3656156421249283e-3,
               0.1708010885264404e-1, 0.4873531310307455e-2]),
-    np.full(6, 1e-6))
+    np.full(6, 1e-6),
+    "solve")
 
 DAE_PROBLEMS = {p.name: p for p in (TRANSAMP, CHEMAKZO)}

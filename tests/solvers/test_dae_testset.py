@@ -28,8 +28,6 @@ from tests.solvers.dae_problems import AKZO_KS, CHEMAKZO, DAE_PROBLEMS, TRANSAMP
 from tests.solvers.stiff_problems import relative_error
 
 SOLVERS = {"Rodas5P": S.Rodas5P(), "RadauIIA5": S.RadauIIA5(), "BDF": S.BDF()}
-#: the amplifier's M has no zero rows, so `init="solve"` refuses it; its y0 is the test set's consistent one
-INIT = {"transamp": "none", "chemakzo": "solve"}
 RTOL = 1e-7
 
 
@@ -39,7 +37,7 @@ def compiled_solve(problem: str, solver: str):
     p = DAE_PROBLEMS[problem]
     return jax.jit(lambda y0, rtol, atol: sciml.solve(
         p.f, y0, (0.0, p.t1), solver=SOLVERS[solver], rtol=rtol, atol=atol, mass_matrix=p.mass_matrix,
-        init=INIT[problem], throw=False, max_steps=100_000))
+        init=p.init, throw=False, max_steps=100_000))
 
 
 def run(problem: str, solver: str, rtol: float, floor_scale: float = 1.0, y0=None):
@@ -93,9 +91,9 @@ def test_transistor_amplifier_tight_solves_reproduce_the_published_digits():
 # ``|dZ| / (atol + rtol |y|)``. On the amplifier (M ~ 1e-6 F, f ~ 1e-4 A, Newton matrices of condition
 # 1e6-1e10) the iterates' rounding noise stays at 0.01-0.1 of that norm once rtol <= 1e-10, so every
 # attempt reads as diverging, dt is cut until gamma/h M - J is singular in floating point, and the solve
-# ends NONFINITE. BDF fails from rtol ~3e-8 on (inferred to be the same floor: its Newton runs at 0.05
-# (rtol, atol), where RadauIIA5 fails too; it ends NONFINITE or NEWTON_FAILED). Hairer's RADAU5
-# avoids it by running at 0.1 rtol^(2/3) internally.
+# ends NEWTON_FAILED. BDF fails from rtol ~3e-8 on (inferred to be the same floor: its Newton runs at 0.05
+# (rtol, atol), where RadauIIA5 fails too). Hairer's RADAU5 avoids it by running at 0.1 rtol^(2/3)
+# internally.
 NEWTON_FLOOR = ("the simplified Newton iteration's rounding noise on the transistor amplifier exceeds its "
                 "stopping tolerance at these tolerances (see the comment above); the solve ends NEWTON_FAILED")
 
