@@ -131,6 +131,32 @@ def test_the_kernel_takes_the_same_first_step():
     np.testing.assert_allclose(kernel.ys, xla.ys, rtol=1e-12)
 
 
+def test_a_field_nan_outside_the_span_solves_as_diffrax_solves_it():
+    import diffrax
+
+    # atol far below y(2) = 5.6e-9, so that both solves are accurate to about rtol
+    sol = sciml.solve(_outside_nan, jnp.ones(1), (-17.0, 2.0), rtol=1e-8, atol=1e-16, backend="jax")
+    theirs = diffrax.diffeqsolve(diffrax.ODETerm(_outside_nan), diffrax.Tsit5(), -17.0, 2.0, None, jnp.ones(1),
+                                 None, stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-16))
+    assert sol.status == Status.SUCCESS
+    np.testing.assert_allclose(sol.ys[-1], theirs.ys[-1], rtol=1e-6)
+    np.testing.assert_allclose(sol.ys[-1, 0], np.exp(-19.0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["RK45", "Rodas5P", "BDF"])
+def test_a_python_field_that_raises_outside_the_span_is_never_called_there(method):
+    """The NumPy-field paths (the kernel's callback loop for RK45/Rodas5P, the XLA loop's callbacks for
+    BDF): the first step, the finite-difference Jacobian's time step and the dense output stay inside."""
+    def guarded(t, y):
+        if not -17.0 <= t <= 2.0:
+            raise AssertionError(f"f called at t={t}")
+        return -np.asarray(y)
+
+    res = sciml.solve_ivp(guarded, (-17.0, 2.0), [1.0], method=method, rtol=1e-8, atol=1e-16, max_step=0.5)
+    assert res.success, res.message
+    np.testing.assert_allclose(res.y[0, -1], np.exp(-19.0), rtol=1e-5)
+
+
 @pytest.mark.parametrize("backend", ["jax", "c"])
 def test_a_purely_relative_tolerance_at_a_zero_component_solves(backend):
     """``atol=0`` with a component that starts at 0: the first-step guess used to divide by its zero
