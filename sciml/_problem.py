@@ -157,6 +157,10 @@ def prepare(f: Callable, y0, t_span, args=None, *, solver=None, saveat=None, rto
     if ensemble:
         batched = V.batched_args(args, args_axes, static_args.is_dynamic, V.n_trajectories(y0, names))
     if max_step is not None:
+        if not dataclasses.is_dataclass(controller):
+            raise TypeError(f"`max_step` is set as the controller's `dtmax`, which needs a dataclass controller "
+                            f"(as those of `sciml.solvers` are); got {controller!r}. Give your controller its "
+                            f"`dtmax` and leave `max_step` unset.")
         controller = dataclasses.replace(controller, dtmax=float(max_step))
     options = Options(f=f, solver=solver, adjoint=adjoint, controller=controller, mode=mode,
                       max_steps=int(max_steps), adaptive=bool(adaptive), auto_dt0=dt0 is None,

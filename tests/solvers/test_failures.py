@@ -279,6 +279,18 @@ def _solve(**overrides):
     return sciml.solve(kw.pop("f"), kw.pop("y0"), kw.pop("t_span"), **kw)
 
 
+class _OwnController:
+    """A user's controller that is not a dataclass (so `max_step` cannot be folded into it)."""
+
+    dtmax = None
+
+    def init(self, *a):
+        raise AssertionError("never used")
+
+    def adapt(self, *a):
+        raise AssertionError("never used")
+
+
 BAD_INPUTS = {
     "t_span equal": (dict(t_span=(1.0, 1.0)), ValueError, [r"t0 != t1", r"\(1.0, 1.0\)", "Widen"]),
     "t_span not a pair": (dict(t_span=(0.0, 1.0, 2.0)), ValueError, [r"pair \(t0, t1\)"]),
@@ -333,6 +345,8 @@ BAD_INPUTS = {
     "adjoint as a string": (dict(adjoint="direct"), TypeError, ["`adjoint` must be an object", "Auto"]),
     "controller not one": (dict(controller=0.5), TypeError, ["`controller` must be a step-size controller"]),
     "empty y0": (dict(y0=jnp.ones(0)), ValueError, ["no components"]),
+    "max_step with a controller not a dataclass": (dict(controller=_OwnController(), max_step=0.1), TypeError,
+                                                   ["`max_step` is set as the controller's `dtmax`", "leave"]),
 }
 
 
