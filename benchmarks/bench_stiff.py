@@ -15,11 +15,15 @@ Radau (the same algorithm, RADAU5).
 ``AutoSwitch()`` (Tsit5 <-> Rodas5P, what ``solve_ivp(method="LSODA")`` runs) is matched the same way
 against scipy's LSODA, the automatic switcher it stands in for (``--only autoswitch`` runs just that).
 
+DAE rows (``--only dae`` runs just them): ROBER in DAE form and the Bari test set's transistor amplifier
+and chemical Akzo Nobel problem with Rodas5P, RadauIIA5 and BDF, time and error; they are
+``benchmarks/bench_dae.py``'s tables, printed here too so that the stiff comparison is one command.
+
 Targets (issue "Stiff solvers"): Rodas5P <= 1.0x scipy LSODA's time at equal or better error on ROBER
 and Van der Pol, and <= 0.5x diffrax Kvaerno5's time at equal error; RadauIIA5 <= 0.1x scipy Radau's
 time at equal or better error (issue "RadauIIA5").
 
-    python benchmarks/bench_stiff.py [--repeats 5] [--only autoswitch]
+    python benchmarks/bench_stiff.py [--repeats 5] [--only autoswitch|dae]
 """
 
 from __future__ import annotations
@@ -157,9 +161,11 @@ def main(argv: list[str] | None = None):
     """Print the work-precision table, the equal-error ratios and the verdicts; return the rows."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats (median)")
-    parser.add_argument("--only", choices=("all", "autoswitch"), default="all",
-                        help="'autoswitch': only AutoSwitch against scipy LSODA")
+    parser.add_argument("--only", choices=("all", "autoswitch", "dae"), default="all",
+                        help="'autoswitch': only AutoSwitch against scipy LSODA; 'dae': only the DAE rows")
     args = parser.parse_args(argv)
+    if args.only == "dae":
+        return _dae_rows(args.repeats)
     print(f"Stiff work-precision, float64, on {jax.devices()[0].device_kind} (jax {jax.__version__}, "
           f"diffrax {diffrax.__version__})")
     switching = [row for name in NAMES for row in autoswitch_vs_lsoda(name, args.repeats)]
@@ -197,7 +203,17 @@ def main(argv: list[str] | None = None):
     worst_radau = max(float(row[-1]) for row in radau)
     print(f"target RadauIIA5 <= 0.1x scipy Radau (all three): worst {worst_radau:.3f}x -> "
           f"{'met' if worst_radau <= 0.1 else 'NOT met'}")
+    _dae_rows(args.repeats)
     return rows + matched + radau + switching
+
+
+def _dae_rows(repeats: int):
+    """The DAE rows: `bench_dae.py`'s tables (ROBER-DAE beside its ODE form and scipy Radau; the Bari
+    amplifier and Akzo Nobel problems)."""
+    from benchmarks import bench_dae
+
+    print("\nDAEs (benchmarks/bench_dae.py):")
+    return bench_dae.main(["--repeats", str(repeats)])
 
 
 if __name__ == "__main__":
