@@ -169,4 +169,6 @@ def solve_python_field(field, problem, options, save_ts=None, events=None) -> di
 def _unserved(problem, options, dtype) -> str:
     if problem.t0 == problem.t1:
         return "it needs t0 != t1"
+    if options.mass_matrix is not None:   # no front door passes one to a NumPy field (solve_ivp has no M)
+        return "the NumPy-field kernel has no mass matrix (DAE) support"
     return state_unserved(dtype) or solver_unserved(options.solver) or controller_unserved(options.controller)

@@ -5,6 +5,12 @@ The C restates `sciml.solvers.rosenbrock.AbstractRosenbrock._stages`: one Jacobi
 ``I - h gamma J`` factored once (LU, partial pivoting) in the thread's registers, then one solve per
 stage (Hairer & Wanner, *Solving ODEs II*, eq. IV.7.25). The error estimate and dense output are the
 tableau's linear combinations of the stage increments.
+
+With a constant mass matrix ``M`` (``M y' = f``, a DAE when ``M`` is singular; the solver carries it,
+see `sciml.solvers._mass.MassMatrix`) the matrix is ``M - h gamma J`` and a stage's right-hand side
+``f_i + M (1/h sum_j C_ij u_j) + d_i h df/dt`` (Hairer & Wanner IV.7, eq. 7.4'). ``M`` is part of
+the source: its nonzero entries are written as literals, so kernels of different ``M`` differ in their
+source and hence in their cache key (`_build.library_key`).
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ class RosenbrockKernel(KernelMethod):
         self.fevals_per_step = solver.fevals_per_step
         self.dense_degree = len(tab.dense) if tab.dense is not None else 3
         self.us = [f"u{i}" for i in range(tab.stages)]
+        mass = getattr(solver, "mass_matrix", None)
+        self.mass = None if mass is None else np.asarray(mass.value)   # (n, n), exact in the state dtype
 
     def jacobian_jaxpr(self, rhs, t_struct, y_flat, dynamic):
         """The closed jaxpr of ``(t, y, *args) -> (df/dy, df/dt)``, as `sciml.solvers._linsolve` forms them."""
@@ -62,9 +70,7 @@ class RosenbrockKernel(KernelMethod):
     def step(self, ctx: Ctx) -> list[str]:
         tab, us, n, R = self.tab, self.us, ctx.n, ctx.R
         lines = ["sciml_jac_host(t, y, f0, dir, W, dfdt);" if is_host(ctx.spec) else "sciml_jac(t, y, &P, dir, W, dfdt);"]
-        lines += ctx.lanes(f"hg[l] = h[l] * {R(tab.gamma)};",
-                           f"for (int j = 0; j < {n}; ++j) for (int k = 0; k < {n}; ++k)",
-                           f"    W[j][k][l] = (j == k ? {R(1)} : {R(0)}) - hg[l] * W[j][k][l];")
+        lines += _iteration_matrix(ctx, tab.gamma, self.mass)
         lines.append("sciml_lu_factor(W, piv);")
         for i in range(tab.stages):
             if i == 0:
@@ -74,7 +80,8 @@ class RosenbrockKernel(KernelMethod):
                 lines += ctx.lanes(f"tn[l] = t[l] + {ctx.T(tab.c[i])} * hs[l];")
                 lines.append("sciml_f(tn, ytmp, &P, dir, fi);")
                 lines += combine(ctx, "acc", None, tab.C[i], us[:i], scale=f"({R(1)} / h[l])")
-                lines += combine(ctx, "rhs", "fi", [1.0], ["acc"], scale=R(1))
+                lines += (combine(ctx, "rhs", "fi", [1.0], ["acc"], scale=R(1)) if self.mass is None
+                          else _plus_mass_times(ctx, self.mass, "rhs", "fi", "acc"))
             if tab.d[i] != 0.0:
                 lines += combine(ctx, "rhs", "rhs", [1.0], ["dfdt"], scale=f"({R(tab.d[i])} * h[l])")
             lines += ["sciml_lu_solve(W, piv, rhs);"]
@@ -95,6 +102,31 @@ class RosenbrockKernel(KernelMethod):
 
     def counters(self) -> list[str]:
         return ["n_attempt[l]", "n_attempt[l]"]   # one Jacobian and one factorisation per step attempt
+
+
+def _iteration_matrix(ctx: Ctx, gamma: float, mass) -> list[str]:
+    """``hg = h gamma`` and ``W = I - hg J`` (``mass=None``) or ``M - hg J``, in place of ``J``, per lane.
+
+    ``M - x`` is written ``M + (-x)`` (the same IEEE result) so that only ``M``'s nonzeros take a line."""
+    n, R = ctx.n, ctx.R
+    if mass is None:
+        return ctx.lanes(f"hg[l] = h[l] * {R(gamma)};",
+                         f"for (int j = 0; j < {n}; ++j) for (int k = 0; k < {n}; ++k)",
+                         f"    W[j][k][l] = (j == k ? {R(1)} : {R(0)}) - hg[l] * W[j][k][l];")
+    plus = [f"W[{j}][{k}][l] = {R(mass[j, k])} + W[{j}][{k}][l];" for j, k in zip(*np.nonzero(mass))]
+    return ctx.lanes(f"hg[l] = h[l] * {R(gamma)};",
+                     f"for (int j = 0; j < {n}; ++j) for (int k = 0; k < {n}; ++k) W[j][k][l] = -(hg[l] * W[j][k][l]);",
+                     *plus)
+
+
+def _plus_mass_times(ctx: Ctx, mass, dst: str, base: str, v: str) -> list[str]:
+    """``dst = base + M v`` per lane, with ``M``'s nonzero entries as literals (a zero row adds nothing)."""
+    body = []
+    for j in range(ctx.n):
+        terms = [f"{v}[{k}][l]" if mass[j, k] == 1 else f"{ctx.R(mass[j, k])} * {v}[{k}][l]"
+                 for k in np.flatnonzero(mass[j])]
+        body.append(f"{dst}[{j}][l] = {base}[{j}][l]" + (f" + ({' + '.join(terms)})" if terms else "") + ";")
+    return ctx.lanes(*body)
 
 
 def _jacobian_function(ctx: Ctx) -> str:

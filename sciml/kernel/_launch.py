@@ -24,6 +24,7 @@ from sciml.kernel._codegen import kernel_source
 from sciml.kernel._kernel_spec import ArgSpec, KernelMethod, KernelSpec, entry_parameters, stat_names
 from sciml.kernel._ctypes import UnsupportedDtypeError
 from sciml.kernel._kernel_control import kernel_controller
+from sciml.kernel._kernel_init import apply_init, initialise
 from sciml.kernel._kernel_rk import ExplicitRKKernel
 from sciml.kernel._kernel_rosenbrock import rosenbrock_kernel
 from sciml.solvers._explicit_rk import ExplicitRK
@@ -202,18 +203,21 @@ def prepare_launch(problem: Problem, options: Options, xp, to_xp: Callable) -> t
     spec, method = _spec(static)
     n, N = spec.n, problem.n_traj
 
-    y0s = xp.concatenate([xp.reshape(to_xp(x), (N, -1)).astype(real) for x in y_leaves], axis=1)
     args = arg_inputs(problem.args, [a for a in arg_avals if a[0] != "static"], N, xp, to_xp)
     ts_user = None if problem.ts is None else np.asarray(problem.ts)
     tp, ts, m, direction = time_inputs(problem.t0, problem.t1, problem.dt0, options.max_step, ts_user, time_dtype)
     tol = np.concatenate([host_tolerance(tol, name, y_treedef, y_avals, real, n)
                           for tol, name in ((problem.rtol, "rtol"), (problem.atol, "atol"))])
+    init = initialise(static, _rebuild, problem, options, tp, tol, to_xp)   # a DAE's y0s, made consistent in JAX
+    y0s = xp.concatenate([xp.reshape(to_xp(x), (N, -1)).astype(real) for x in (y_leaves if init is None else [init.y0])],
+                         axis=1)
     launch = Launch(spec=spec, method=method, n_traj=N, y0s=xp.ascontiguousarray(y0s), args=args,
                     tp=xp.asarray(tp), ts=xp.asarray(ts), m=m, tol=xp.asarray(tol), max_steps=options.max_steps,
                     **outputs(spec, method, N, m, xp))
 
     def finish(convert: Callable) -> dict:
-        return _solution(launch, y_leaves, y_treedef, ts_user, direction, convert, xp)
+        fields = _solution(launch, y_leaves, y_treedef, ts_user, direction, convert, xp)
+        return apply_init(fields, init, options.init, launch.iout, xp, convert)
 
     return launch, finish
 

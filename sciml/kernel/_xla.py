@@ -44,8 +44,8 @@ def unserved(options) -> str:
         return "it has no `events`"
     if options.jac is not None:
         return "it forms its own Jacobian (no `jac=`)"
-    if options.mass_matrix is not None:
-        return "it has no mass matrix (DAE) support"
+    if options.mass_matrix is not None and not getattr(options.solver, "takes_mass_matrix", False):
+        return f"it takes a mass matrix with Rodas5P, not with {options.solver!r}"
     return solver_unserved(options.solver) or controller_unserved(options.controller)
 
 
