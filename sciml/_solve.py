@@ -68,12 +68,14 @@ def solve(f: Callable, y0: Any, t_span, args: Any = None, solver=None, saveat=No
             ``IController()`` and ``PIDController(...)`` (diffrax's parameterisation). ``max_step``
             overrides its ``dtmax``. Every backend honours it.
         mass_matrix: a constant ``(n, n)`` real array ``M`` for a 1-D state: solve ``M y' = f(t, y, args)``.
-            A singular ``M`` (rows of zeros: algebraic equations ``0 = f_i``) is a DAE, solved by
+            A singular ``M`` (rows of zeros: algebraic equations ``0 = f_i``; in general ``N^T f = 0``
+            over its left null space ``N``) is a DAE, solved by
             ``Rodas5P``, ``Rosenbrock23``, ``RadauIIA5`` and ``BDF``; other solvers take a non-singular
             ``M`` as ``y' = M^{-1} f``. Part of the compiled program (concrete; see docs/dae.md).
             Gradients: ``Direct``/``Forward`` (``Auto`` picks one).
         init: with a singular ``mass_matrix``: ``"solve"`` (default) solves the algebraic variables of
-            ``y0`` at ``t0`` by Newton (``sol.stats["init_adjusted"]`` says whether it moved them),
+            ``y0`` at ``t0`` by Newton, moving ``y0`` along the null space of ``M`` only
+            (``sol.stats["init_adjusted"]`` says whether it moved them),
             ``"check"`` fails (``Status.INCONSISTENT_INIT``) unless ``y0`` satisfies the algebraic
             equations to ``atol``, ``"none"`` trusts ``y0``.
 

@@ -87,14 +87,4 @@ def check_mass_matrix(mass_matrix, y0, solver, adjoint, init, ensemble: bool = F
         raise ValueError(f"`adjoint={adjoint!r}` does not support `mass_matrix` (its backward ODE would be the "
                          f"adjoint DAE, which it does not solve); use `adjoint=sciml.adjoints.Direct()` or "
                          f"`Forward()` (or `Auto()`, which picks one of them).")
-    if init != "none" and mass.singular and len(mass.algebraic_rows) == 0:
-        raise ValueError(f"`init={init!r}` finds the algebraic equations as the zero rows of `mass_matrix`, but this "
-                         f"singular M has none. Bring M to semi-explicit form (its singular part as zero rows and "
-                         f"columns), or pass a consistent `y0` with `init=\"none\"`.")
-    if init == "solve" and mass.singular and len(mass.algebraic_rows) != len(mass.algebraic_cols):
-        raise ValueError(f"`init=\"solve\"` solves the algebraic variables (zero columns of `mass_matrix`, here "
-                         f"{len(mass.algebraic_cols)}) from the algebraic equations (zero rows, here "
-                         f"{len(mass.algebraic_rows)}); they must match (semi-explicit form). Write M with its "
-                         f"singular part as zero rows and columns, or pass a consistent `y0` with `init=\"check\"` "
-                         f"or `\"none\"`.")
     return mass

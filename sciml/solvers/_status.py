@@ -89,15 +89,15 @@ def describe(status: int, t: float, dt: float, max_steps: int, looks_stiff: bool
                 "while solving. Nothing was computed at them (NaN). Pass finite, sorted times inside `t_span`.")
     residual = "" if init_residual is None else f" (max |residual| = {init_residual:.3g})"
     if status is Status.INCONSISTENT_INIT:
-        return (f"`y0` is not consistent: the algebraic equations (zero rows of `mass_matrix`) are not satisfied "
-                f"at t0 to `atol`{residual}. Pass a consistent `y0`, or `init=\"solve\"` to solve the algebraic "
-                f"variables.")
+        return (f"`y0` is not consistent: the algebraic equations (the zero rows of `mass_matrix`, or for any "
+                f"singular M the sums N^T f over its left null space N) are not satisfied at t0 to `atol`"
+                f"{residual}. Pass a consistent `y0`, or `init=\"solve\"` to solve the algebraic variables.")
     if status is Status.INIT_FAILED:
-        return (f"the consistent initialisation failed: Newton's iteration on the algebraic equations (zero rows of "
-                f"`mass_matrix`) did not converge at t0{residual}. Start `y0` closer to a consistent state; if the "
-                f"algebraic equations do not determine the algebraic variables (their Jacobian is singular), the "
-                f"problem may be of higher index (2 or more), which these solvers do not solve: reduce it to "
-                f"index 1 (differentiate the constraint).")
+        return (f"the consistent initialisation failed: Newton's iteration on the algebraic equations (the zero "
+                f"rows of `mass_matrix`, or N^T f over its left null space N) did not converge at t0{residual}. "
+                f"Start `y0` closer to a consistent state; if the algebraic equations do not determine the "
+                f"algebraic variables (their Jacobian is singular), the problem may be of higher index (2 or "
+                f"more), which these solvers do not solve: reduce it to index 1 (differentiate the constraint).")
     raise AssertionError(status)
 
 

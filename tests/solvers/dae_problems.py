@@ -10,8 +10,8 @@ at rtol = atol = 1e-14 for the amplifier and 1e-19 for Akzo Nobel, in Cray doubl
 - ``transamp``: the two-stage transistor amplifier (Hairer & Wanner, *Solving ODEs II*, Sec. VI.1 /
   RADAU5's example): 8 node voltages, a singular ``M`` that is tridiagonal and not diagonal (rank 5:
   three algebraic equations hidden in sums of rows, no zero row or column). ``y0`` is the test set's
-  consistent starting point (``consis = .true.``); ``init="solve"`` needs a semi-explicit ``M`` (zero
-  rows and columns), so this problem is solved with ``init="none"``.
+  consistent starting point (``consis = .true.``); ``init="solve"`` finds the algebraic equations from
+  ``M``'s left null space (the sums ``f_1 + f_2``, ``f_4 + f_5``, ``f_7 + f_8``).
 - ``chemakzo``: the chemical Akzo Nobel problem, 6 species, ``M = diag(1, 1, 1, 1, 1, 0)``,
   ``y6 = Ks y1 y4`` algebraic; ``y0[5] = Ks y1(0) y4(0)`` consistent.
 
@@ -37,7 +37,7 @@ class DAEProblem(NamedTuple):
     t1: float                   # the integration runs over [0, t1]
     reference: np.ndarray       # (n,), the published y(t1)
     floor: np.ndarray           # (n,), component size below which the error counts as absolute
-    init: str                   # `sciml.solve(init=...)`: "solve" finds the algebraic equations as zero rows of M
+    init: str                   # `sciml.solve(init=...)`
 
 
 # -- transistor amplifier (transamp.f) ------------------------------------------------------------------
@@ -82,7 +82,7 @@ TRANSAMP = DAEProblem(
     np.array([-0.5562145012262709e-2, 0.3006522471903042e1, 0.2849958788608128e1, 0.2926422536206241e1,
               0.2704617865010554e1, 0.2761837778393145e1, 0.4770927631616772e1, 0.1236995868091548e1]),
     np.full(8, 1e-3),
-    "none")   # M has no zero row (its algebraic equations are sums of rows); y0 is the test set's consistent one
+    "solve")   # M has no zero row: its algebraic equations are sums of rows (N^T f over M's left null space)
 
 
 # -- chemical Akzo Nobel (chemakzo.f) --------------------------------------------------------------------

@@ -23,6 +23,7 @@ import pytest
 
 import sciml
 from sciml import solvers as S
+from sciml.solvers._mass import MassMatrix
 from sciml.solvers._status import Status
 from tests.solvers.dae_problems import AKZO_KS, CHEMAKZO, DAE_PROBLEMS, TRANSAMP
 from tests.solvers.stiff_problems import relative_error
@@ -32,19 +33,19 @@ RTOL = 1e-7
 
 
 @functools.lru_cache(maxsize=None)
-def compiled_solve(problem: str, solver: str):
+def compiled_solve(problem: str, solver: str, init: str):
     """``(y0, rtol, atol) -> Solution`` over the problem's ``[0, t1]``, jitted once."""
     p = DAE_PROBLEMS[problem]
     return jax.jit(lambda y0, rtol, atol: sciml.solve(
         p.f, y0, (0.0, p.t1), solver=SOLVERS[solver], rtol=rtol, atol=atol, mass_matrix=p.mass_matrix,
-        init=p.init, throw=False, max_steps=100_000))
+        init=init, throw=False, max_steps=100_000))
 
 
-def run(problem: str, solver: str, rtol: float, floor_scale: float = 1.0, y0=None):
+def run(problem: str, solver: str, rtol: float, floor_scale: float = 1.0, y0=None, init=None):
     p = DAE_PROBLEMS[problem]
     y0 = p.y0 if y0 is None else y0
-    sol = compiled_solve(problem, solver)(jnp.asarray(y0), jnp.asarray(rtol),
-                                         jnp.asarray(rtol * floor_scale * p.floor))
+    sol = compiled_solve(problem, solver, p.init if init is None else init)(
+        jnp.asarray(y0), jnp.asarray(rtol), jnp.asarray(rtol * floor_scale * p.floor))
     return sol, relative_error(sol.ys[-1], p.reference, p.floor)
 
 
@@ -117,8 +118,34 @@ def test_newton_failing_down_to_a_singular_newton_matrix_is_reported_as_newtons_
     assert "Newton iteration kept failing" in sol.message() and "loosen" in sol.message()
 
 
-def test_transistor_amplifier_init_solve_refuses_its_mass_matrix():
-    # M has no zero row (its algebraic equations are sums of rows), so "solve" cannot find them.
-    with pytest.raises(ValueError, match="semi-explicit"):
-        sciml.solve(TRANSAMP.f, jnp.asarray(TRANSAMP.y0), (0.0, TRANSAMP.t1), solver=S.Rodas5P(),
-                    mass_matrix=TRANSAMP.mass_matrix)
+# -- the amplifier's initialisation: M has no zero row, its algebraic equations are N^T f = 0 over M's
+# left null space N (f_1 + f_2, f_4 + f_5, f_7 + f_8) and y0 moves along its right null space V0
+def amplifier_off_consistency() -> np.ndarray:
+    """The test set's consistent ``y0`` moved along ``V0`` (``M y0`` kept): inconsistent by ~2e-4 A."""
+    m = MassMatrix(TRANSAMP.mass_matrix)
+    y0 = TRANSAMP.y0 + m.algebraic_directions @ np.array([0.1, -0.2, 0.3])
+    np.testing.assert_allclose(TRANSAMP.mass_matrix @ y0, TRANSAMP.mass_matrix @ TRANSAMP.y0, atol=1e-20)
+    return y0
+
+
+def test_transistor_amplifier_init_solve_keeps_the_consistent_y0_as_accurate_as_init_none():
+    assert TRANSAMP.init == "solve"
+    (solved, err_solved), (trusted, err_trusted) = (run("transamp", "Rodas5P", RTOL, init=i) for i in ("solve", "none"))
+    assert int(solved.status) == int(trusted.status) == Status.SUCCESS, solved.message()
+    assert float(solved.stats["init_residual"]) < 1e-18      # f ~ 1e-4 A: 1e-14 of it
+    assert err_solved < 10 * RTOL and abs(err_solved - err_trusted) < 0.01 * err_trusted, (err_solved, err_trusted)
+
+
+def test_transistor_amplifier_inconsistent_y0_is_repaired_by_init_solve_and_refused_by_check():
+    y0 = amplifier_off_consistency()
+    sol, err = run("transamp", "Rodas5P", RTOL, y0=y0)
+    assert int(sol.status) == Status.SUCCESS, sol.message()
+    assert bool(sol.stats["init_adjusted"]) and float(sol.stats["init_residual"]) < 1e-18
+    assert err < 10 * RTOL, err
+    N = MassMatrix(TRANSAMP.mass_matrix).algebraic_equations
+    residual = np.max(np.abs(N.T @ np.asarray(TRANSAMP.f(0.0, jnp.asarray(y0), None))))
+    assert residual > 1e-4
+    sol, _ = run("transamp", "Rodas5P", RTOL, y0=y0, init="check")
+    assert int(sol.status) == Status.INCONSISTENT_INIT
+    np.testing.assert_allclose(float(sol.stats["init_residual"]), residual, rtol=1e-12)
+    assert f"{residual:.3g}" in sol.message()
