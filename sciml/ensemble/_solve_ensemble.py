@@ -66,7 +66,7 @@ def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes
         progress: with ``batch_size``: a tqdm progress bar over the trajectories solved.
         mass_matrix: ``M`` of ``M y' = f`` for every trajectory (a constant ``(n, n)`` array; singular for
             a DAE), as for `sciml.solve`; ``backend="jax"`` with ``Rodas5P``, ``Rosenbrock23``,
-            ``RadauIIA5`` or ``BDF``.
+            ``RadauIIA5`` or ``BDF``, ``"c"``/``"cupy"`` with ``Rodas5P``.
         init: with a singular ``mass_matrix``: each trajectory's consistent initialisation, as for
             `sciml.solve` (``"solve"``, ``"check"`` or ``"none"``).
 
@@ -99,7 +99,7 @@ def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes
                                controller=controller, ensemble=True, args_axes=args_axes,
                                names=ENSEMBLE, mass_matrix=mass_matrix, init=init)
     check_streaming(batch_size, output, reduce, progress)
-    if backend != "jax":          # the one "can the kernel serve this?" (a mass matrix, a user's controller)
+    if backend != "jax":          # the one "can the kernel serve this?" (the solver, a user's controller)
         from sciml.kernel import not_served, unserved
         reason = unserved(options)
         if reason:
