@@ -22,11 +22,13 @@ class HostEvents:
         self.events, self.args, self.records = events, args, records
         self.terminal = np.array([int(e.terminal) for e in events])
         self.directions = [e.direction for e in events]
+        self.at_start = [e.at_start for e in events]
         E = len(events)
         self.count = np.zeros(E, np.int64)
         self.ts = np.full((E, records), np.nan)
         self.ys = np.full((E, records, n), np.nan, dtype)
         self.g: list[float] = []
+        self.from_zero: list[bool] = []
         self.t_stop = self.y_stop = None
 
     def _values(self, t, y) -> list[float]:
@@ -34,18 +36,23 @@ class HostEvents:
 
     def start(self, t0: float, y0: np.ndarray) -> None:
         self.g = self._values(t0, y0.copy())
+        # exact zeros at t0 of `at_start` events: crossings at t0 if the first step leaves zero
+        self.from_zero = [a and g == 0 for a, g in zip(self.at_start, self.g)]
 
     def step(self, t_old: float, t_new: float, y1: np.ndarray, dc: np.ndarray) -> bool:
         g_new = self._values(t_new, y1.copy())
         # up: g_old < 0 <= g_new, down: g_old > 0 >= g_new; direction +1 keeps up, -1 down, 0 both
-        crossed = np.array([(a < 0 <= b and k != -1) or (a > 0 >= b and k != 1)
-                            for a, b, k in zip(self.g, g_new, self.directions)], bool)
+        # (the XLA loop's rule, `sciml.solvers._events.EventSet._crossings`)
+        zero, self.from_zero = self.from_zero, [False] * len(self.g)
+        crossed = np.array([((a < 0 <= b or (z and b > 0)) and k != -1) or ((a > 0 >= b or (z and b < 0)) and k != 1)
+                            for a, b, k, z in zip(self.g, g_new, self.directions, zero)], bool)
         if not crossed.any():   # most steps: Python scalars only
             self.g = g_new
             return False
         h = t_new - t_old
         theta = np.ones(len(self.events))
-        for i in np.flatnonzero(crossed):
+        theta[np.asarray(zero, bool)] = 0.0   # a crossing from an exact zero at t0 is at t0
+        for i in np.flatnonzero(crossed & ~np.asarray(zero, bool)):
             theta[i] = _illinois(lambda th, i=i: _scalar(self.events[i].cond(t_old + th * h, _poly(dc, th),
                                                                                 self.args), i),
                                  self.g[i], g_new[i], t_old, h)

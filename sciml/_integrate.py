@@ -173,7 +173,8 @@ def _event_set(options: Options, direction, unflatten, real_dtype):
         return jnp.stack([event_value(c(t, tree, user_args), i) for i, c in enumerate(conds)])
 
     return EventSet(values=values, terminal=tuple(int(e.terminal) for e in options.events),
-                    directions=tuple(e.direction for e in options.events), records=options.event_records)
+                    directions=tuple(e.direction for e in options.events), records=options.event_records,
+                    at_start=tuple(e.at_start for e in options.events))
 
 
 def _with_user_jacobian(options, f_forward, direction, unflatten, t0, y0_flat, args, real_dtype):

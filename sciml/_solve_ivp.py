@@ -255,7 +255,7 @@ def _as_array(out):
 @functools.lru_cache(maxsize=128)
 def _sciml_events(keys) -> tuple:
     """scipy-style event functions as `sciml.Event`s, one object per (function, terminal, direction)."""
-    return tuple(Event(lambda t, y, a, e=e: e(t, y, *a), terminal=terminal, direction=direction)
+    return tuple(Event(lambda t, y, a, e=e: e(t, y, *a), terminal=terminal, direction=direction, at_start=True)
                  for e, terminal, direction in keys)
 
 

@@ -100,6 +100,33 @@ def test_an_event_without_crossings_has_scipys_empty_records():
     assert [t.shape for t in res.t_events] == [t.shape for t in ref.t_events] == [(0,), (0,)]
 
 
+@pytest.mark.parametrize("method", ["RK45", "BDF"])
+def test_an_event_zero_at_t0_is_recorded_there_as_scipy_does(method):
+    """scipy counts an exact zero at t0 that the first step leaves (in the event's direction) as a
+    crossing at t0; a terminal one stops there. NumPy fields: RK45 runs the kernel with events on the
+    host, BDF the XLA loop's callbacks; both follow the same rule as the traced path."""
+    def field(t, y):
+        return np.array([1.0, -2.0])
+
+    def rising(t, y):
+        return y[0]
+
+    def falling(t, y):
+        return y[1]
+
+    for direction in (0, 1, -1):
+        rising.direction = falling.direction = direction
+        ref, res = (solve(field, (0.0, 1.0), [0.0, 0.0], events=[rising, falling], method=method)
+                    for solve in (scipy.integrate.solve_ivp, sciml.solve_ivp))
+        assert [list(t) for t in res.t_events] == [list(t) for t in ref.t_events], direction
+        for y, y_ref in zip(res.y_events, ref.y_events):
+            np.testing.assert_array_equal(y, y_ref)
+    rising.terminal, rising.direction = True, 0
+    ref, res = (solve(field, (0.0, 1.0), [0.0, 0.0], events=rising, method=method)
+                for solve in (scipy.integrate.solve_ivp, sciml.solve_ivp))
+    assert res.status == ref.status == 1 and list(res.t) == list(ref.t) == [0.0, 0.0]   # scipy: t0 twice
+
+
 def test_t_eval_before_a_terminal_event_gives_scipys_empty_lists():
     def stop(t, y):
         return t - 0.5

@@ -2,7 +2,9 @@
 
 A crossing is detected by a sign change of ``cond`` between the ends of an accepted step (filtered by
 ``direction``), then located by Illinois-modified regula falsi on the step's interpolating polynomial
-to the time resolution of the time dtype. A terminal event ends the solve there.
+to the time resolution of the time dtype. A terminal event ends the solve there. A ``cond`` that is
+exactly zero at ``t0`` is a crossing at ``t0`` only for an event with ``at_start=True`` (scipy's rule,
+which `sciml.solve_ivp` follows), and only if the first step leaves zero in the event's direction.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ class Event:
             int ``k`` stops it at the ``k``-th crossing (scipy's convention), ``False``/``0`` never.
         direction: ``+1`` only for crossings from negative to positive, ``-1`` only from positive to
             negative, ``0`` both. "From/to" follows the direction of integration.
+        at_start: whether a ``cond`` exactly zero at ``t0`` that the first step moves away from zero (in
+            ``direction``) is a crossing at ``t0`` (then recorded there; a terminal one ends the solve at
+            ``t0``). scipy's `solve_ivp` counts it, and `sciml.solve_ivp` does too; the default ``False``
+            lets a solve restarted on an event's surface (a bouncing ball from the ground) go on.
 
     Example:
         >>> import jax.numpy as jnp, sciml
@@ -40,6 +46,7 @@ class Event:
     cond: Callable
     terminal: bool | int = True
     direction: int = 0
+    at_start: bool = False
 
     def __post_init__(self):
         if not callable(self.cond):
@@ -49,6 +56,8 @@ class Event:
                              f"{self.terminal!r}.")
         if self.direction not in (-1, 0, 1):
             raise ValueError(f"`Event.direction` must be -1, 0 or +1; got {self.direction!r}.")
+        if not isinstance(self.at_start, bool):
+            raise TypeError(f"`Event.at_start` must be a bool; got {self.at_start!r}.")
 
 
 class EventState(NamedTuple):
@@ -57,6 +66,7 @@ class EventState(NamedTuple):
     t: jax.Array          # (E, R) times of the first R crossings (NaN where none)
     y: jax.Array          # (E, R, n) states there
     fired: jax.Array      # index of the terminal event that ended the solve, -1 if none
+    first: jax.Array      # True until the first accepted step (zeros at t0 count only then)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -68,33 +78,45 @@ class EventSet:
     terminal: tuple[int, ...]      # the crossing that stops the solve (1: the first), 0: never
     directions: tuple[int, ...]
     records: int = 1
+    at_start: tuple[bool, ...] = ()
 
     def init(self, args, s0, y0) -> EventState:
         g = self.values(s0, y0, args)
         E, R, n = len(self.terminal), self.records, y0.shape[0]
         return EventState(g=g, count=jnp.zeros((E,), jnp.int32), t=jnp.full((E, R), jnp.nan, s0.dtype),
-                          y=jnp.full((E, R, n), jnp.nan, y0.dtype), fired=jnp.asarray(-1, jnp.int32))
+                          y=jnp.full((E, R, n), jnp.nan, y0.dtype), fired=jnp.asarray(-1, jnp.int32),
+                          first=jnp.asarray(True))
 
-    def _crossings(self, g_old, g_new) -> jax.Array:
-        up = (g_old < 0) & (g_new >= 0)
-        down = (g_old > 0) & (g_new <= 0)
+    def _from_zero(self, state: EventState) -> jax.Array:
+        """(E,) whether each event's value is an exact zero at ``t0`` that counts (``at_start``)."""
+        at_start = jnp.asarray(self.at_start or (False,) * len(self.terminal))
+        return at_start & state.first & (state.g == 0)
+
+    def _crossings(self, state: EventState, g_new) -> jax.Array:
+        g_old, zero = state.g, self._from_zero(state)
+        up = ((g_old < 0) & (g_new >= 0)) | (zero & (g_new > 0))
+        down = ((g_old > 0) & (g_new <= 0)) | (zero & (g_new < 0))
         masks = [{1: up[i], -1: down[i], 0: up[i] | down[i]}[d] for i, d in enumerate(self.directions)]
         return jnp.stack(masks)
 
     def crossed(self, state: EventState, g_new) -> jax.Array:
-        return jnp.any(self._crossings(state.g, g_new))
+        return jnp.any(self._crossings(state, g_new))
 
     def locate(self, state: EventState, accept, g_new, args, s, dt, s_new, y1, coeffs):
         """Find the crossings inside an accepted step; returns ``(state, hit_terminal, s_end, y_end)``."""
-        crossed = self._crossings(state.g, g_new) & accept
+        crossed = self._crossings(state, g_new) & accept
+        zero = self._from_zero(state)
         thetas = []
         for i in range(len(self.terminal)):
             g_of = lambda theta, i=i: self.values(s + theta.astype(s.dtype) * dt,  # noqa: E731
                                                   evaluate_polynomial(coeffs, theta), args)[i]
-            thetas.append(lax.cond(crossed[i], lambda i=i, g_of=g_of: _illinois(g_of, state.g[i], g_new[i], s, dt,
-                                                                                  crossed[i]),
-                                   lambda: jnp.ones((), s.dtype)))
-        theta = jnp.stack(thetas)
+            search = crossed[i] & ~zero[i]   # a crossing from an exact zero at t0 is at theta = 0
+
+            def root(i=i, g_of=g_of, search=search):
+                return _illinois(g_of, state.g[i], g_new[i], s, dt, search)
+
+            thetas.append(lax.cond(search, root, lambda: jnp.ones((), s.dtype)))
+        theta = jnp.where(zero, jnp.zeros((), s.dtype), jnp.stack(thetas))
         terminal = jnp.asarray(self.terminal, jnp.int32)
         stops = crossed & (terminal > 0) & (state.count + 1 >= terminal)
         big = jnp.asarray(2.0, s.dtype)
@@ -117,7 +139,8 @@ class EventSet:
             ys = ys.at[i, slot].set(y_i, mode="drop")
         count = count + record.astype(jnp.int32)
         g = jnp.where(accept, g_new, state.g)
-        return EventState(g=g, count=count, t=ts, y=ys, fired=fired), hit, s_stop, y_stop
+        return (EventState(g=g, count=count, t=ts, y=ys, fired=fired, first=state.first & ~accept),
+                hit, s_stop, y_stop)
 
 
 def event_value(value, i: int) -> jax.Array:

@@ -278,6 +278,35 @@ def test_event_with_a_fixed_step_solver_is_located_inside_the_step():
     assert abs(float(sol.t_final) - np.log(2.0)) < 1e-7
 
 
+# -- a zero exactly at t0 ------------------------------------------------------------------------
+def _leaving_zero(at_start, direction=0):
+    """y' = 1 from y0 = 0: cond = y is exactly zero at t0 and positive after."""
+    return to_numpy(sciml.solve(lambda t, y, a: jnp.ones(1), jnp.zeros(1), (0.0, 1.0),
+                                events=[Event(lambda t, y, a: y[0], terminal=True, direction=direction,
+                                              at_start=at_start)]))
+
+
+def test_a_zero_at_t0_is_not_a_crossing_by_default():
+    """So a solve restarted on an event's surface (the bouncing ball above) goes on."""
+    sol = _leaving_zero(False)
+    assert int(sol.status) == Status.SUCCESS and float(sol.t_final) == 1.0
+
+
+@pytest.mark.parametrize("direction, fires", [(0, True), (1, True), (-1, False)])
+def test_at_start_counts_a_zero_at_t0_left_in_the_events_direction(direction, fires):
+    sol = _leaving_zero(True, direction)
+    if fires:
+        assert int(sol.status) == Status.EVENT and float(sol.t_final) == 0.0 == float(sol.event_t[0])
+        assert float(sol.y_final[0]) == 0.0
+    else:
+        assert int(sol.status) == Status.SUCCESS and float(sol.t_final) == 1.0
+
+
+def test_event_at_start_must_be_a_bool():
+    with pytest.raises(TypeError, match="`Event.at_start` must be a bool; got 1"):
+        Event(lambda t, y, a: y[0], at_start=1)
+
+
 # -- bad events ---------------------------------------------------------------------------------
 def test_event_direction_must_be_minus_one_zero_or_one():
     with pytest.raises(ValueError, match=r"`Event.direction` must be -1, 0 or \+1; got 2"):
