@@ -136,3 +136,23 @@ def test_the_kernel_refuses_a_mass_matrix_with_a_method_it_cannot_give_one():
     with pytest.raises(ValueError, match=r"does not serve this ensemble: .*Rosenbrock23"):
         sciml.solve_ensemble(linear_dae, jnp.ones((2, 2)), (0.0, 1.0), args=jnp.ones(2), solver=S.Rosenbrock23(),
                              backend="c", mass_matrix=LIN_M)
+
+
+def test_m_is_in_the_source_and_its_cache_key(tmp_path):
+    # the kernel of M and that of 2 M are different libraries (`library_key` hashes the source), and the
+    # source with M's literals compiles warning-free (gcc -Werror; the CUDA variant has the same body)
+    from sciml._problem import prepare
+    from sciml.kernel._build import library_key
+    from sciml.kernel._codegen import kernel_source
+    from sciml.kernel._launch import prepare_launch
+    from tests.ensemble.problems import assert_warning_free_c
+
+    sources = []
+    for scale in (1.0, 2.0):
+        problem, options = prepare(rober_dae, jnp.array([[1.0, 0.0, 0.0]]), (0.0, 1.0), jnp.asarray(ROBER_K),
+                                   args_axes=None, solver=S.Rodas5P(), mass_matrix=scale * ROBER_M, backend="c",
+                                   ensemble=True)
+        launch, _ = prepare_launch(problem, options, np, np.asarray)
+        sources.append(kernel_source(launch.spec, launch.method, "c"))
+    assert library_key(sources[0]) != library_key(sources[1])
+    assert_warning_free_c(sources[0], tmp_path)
