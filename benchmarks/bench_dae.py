@@ -99,7 +99,8 @@ def _rodas(f, mass, init, t1, floor, rtol, backend):
 def kernel_table(rtol: float, repeats: int) -> str:
     """Rodas5P on the DAEs with ``backend="c"`` (the generated kernel) and ``"jax"`` (the XLA loop)."""
     cases = [("ROBER-DAE", rober_dae, M, "solve", ROBER.t1, ROBER.floor, ROBER.y0, ROBER.args, reference("rober"))]
-    cases += [(p.name, p.f, p.mass_matrix, p.init, p.t1, p.floor, p.y0, None, p.reference) for p in DAE_PROBLEMS.values()]
+    cases += [(p.name, p.f, p.mass_matrix, p.init, p.t1, p.floor, p.y0, None, p.reference)
+              for p in DAE_PROBLEMS.values()]
     rows, calls = [], []
     for name, f, mass, init, t1, floor, y0, args, ref in cases:
         inputs = (jnp.asarray(y0), None if args is None else jnp.asarray(args))

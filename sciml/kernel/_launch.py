@@ -209,8 +209,8 @@ def prepare_launch(problem: Problem, options: Options, xp, to_xp: Callable) -> t
     tol = np.concatenate([host_tolerance(tol, name, y_treedef, y_avals, real, n)
                           for tol, name in ((problem.rtol, "rtol"), (problem.atol, "atol"))])
     init = initialise(static, _rebuild, problem, options, tp, tol, to_xp)   # a DAE's y0s, made consistent in JAX
-    y0s = xp.concatenate([xp.reshape(to_xp(x), (N, -1)).astype(real) for x in (y_leaves if init is None else [init.y0])],
-                         axis=1)
+    starts = y_leaves if init is None else [init.y0]
+    y0s = xp.concatenate([xp.reshape(to_xp(x), (N, -1)).astype(real) for x in starts], axis=1)
     launch = Launch(spec=spec, method=method, n_traj=N, y0s=xp.ascontiguousarray(y0s), args=args,
                     tp=xp.asarray(tp), ts=xp.asarray(ts), m=m, tol=xp.asarray(tol), max_steps=options.max_steps,
                     **outputs(spec, method, N, m, xp))
