@@ -51,6 +51,25 @@ MASS_SOLVERS = "Rodas5P, Rosenbrock23, RadauIIA5 or BDF"
 MASS_ADJOINTS = ("Direct", "Forward", "Auto")
 
 
+def mass_matrix_array(mass_matrix, n: int | None, name: str = "`mass_matrix`") -> np.ndarray:
+    """``mass_matrix`` as a concrete, finite, real NumPy array of shape ``(n, n)`` (any square shape
+    for ``n=None``), or a clear error that calls it ``name``."""
+    M = concrete(mass_matrix)
+    if M is None:
+        raise TypeError(f"{name} must be a concrete array (NumPy, or JAX outside `jit`): it is part of the "
+                        "compiled program (which equations are algebraic), not a traced value. Create it outside "
+                        "the jitted function or close over a NumPy array.")
+    square = M.ndim == 2 and M.shape[0] == M.shape[1]
+    if (n is None and not square) or (n is not None and M.shape != (n, n)):
+        want = "a square matrix" if n is None else f"of shape ({n}, {n}) for a state of length {n}"
+        raise ValueError(f"{name} must be {want}; got shape {M.shape}.")
+    if not (np.issubdtype(M.dtype, np.floating) or np.issubdtype(M.dtype, np.integer) or M.dtype == bool):
+        raise TypeError(f"{name} must be a real array (float, int or bool); got dtype {M.dtype.name}.")
+    if not np.all(np.isfinite(M)):
+        raise ValueError(f"{name} has non-finite entries.")
+    return np.array(M)
+
+
 def check_mass_matrix(mass_matrix, y0, solver, adjoint, init, ensemble: bool = False):
     """The `MassMatrix` of ``mass_matrix`` (or None), checked against the state, solver and adjoint."""
     from sciml.solvers._mass import INIT_MODES, MassMatrix
@@ -65,19 +84,7 @@ def check_mass_matrix(mass_matrix, y0, solver, adjoint, init, ensemble: bool = F
                else f"a {type(y0).__name__} of {len(jax.tree_util.tree_leaves(y0))} arrays")
         raise ValueError(f"`mass_matrix=` needs the state to be one 1-D array (M is (n, n)); got {got}. Flatten the "
                          f"state into one vector.")
-    n = shape[0]
-    M = concrete(mass_matrix)
-    if M is None:
-        raise TypeError("`mass_matrix` must be a concrete array (NumPy, or JAX outside `jit`): it is part of the "
-                        "compiled program (which equations are algebraic), not a traced value. Create it outside "
-                        "the jitted function or close over a NumPy array.")
-    if M.shape != (n, n):
-        raise ValueError(f"`mass_matrix` must have shape ({n}, {n}) for a state of length {n}; got {M.shape}.")
-    if not (np.issubdtype(M.dtype, np.floating) or np.issubdtype(M.dtype, np.integer) or M.dtype == bool):
-        raise TypeError(f"`mass_matrix` must be a real array (float, int or bool); got dtype {M.dtype.name}.")
-    if not np.all(np.isfinite(M)):
-        raise ValueError("`mass_matrix` has non-finite entries.")
-    mass = MassMatrix(np.array(M))
+    mass = MassMatrix(mass_matrix_array(mass_matrix, shape[0]))
     if not getattr(solver, "takes_mass_matrix", False):
         if mass.singular:
             raise ValueError(f"`{solver!r}` cannot solve a DAE (a singular `mass_matrix`): use `solver=sciml.solvers."

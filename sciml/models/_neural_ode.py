@@ -9,6 +9,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from sciml._validate_solver_options import mass_matrix_array
 from sciml.layers import Layer
 from sciml.models._strategy import decode_strategy, encode_strategy
 
@@ -188,11 +189,8 @@ def _time_pair(t_span) -> tuple[float, float]:
 
 def _square_matrix(matrix) -> tuple[tuple[float, ...], ...]:
     """A mass matrix as a tuple of rows of floats (hashable, and saved with the model as it is)."""
-    m = np.asarray(matrix, dtype=np.float64)
-    if m.ndim != 2 or m.shape[0] != m.shape[1] or not np.all(np.isfinite(m)):
-        raise ValueError(f"`NeuralODE(mass_matrix=...)` must be a finite square matrix (n + augment, n + augment); "
-                         f"got shape {m.shape}.")
-    return tuple(tuple(float(v) for v in row) for row in m)
+    m = mass_matrix_array(matrix, None, "`NeuralODE(mass_matrix=...)`")   # its size is checked at the solve
+    return tuple(tuple(float(v) for v in row) for row in m.astype(np.float64))
 
 
 def _save_times(saveat, t_span) -> tuple[float, ...]:
