@@ -103,7 +103,7 @@ def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes
         from sciml.kernel import not_served, unserved
         reason = unserved(options)
         if reason:
-            raise not_served(reason, "ensemble", backend)
+            raise not_served(reason, "ensemble", backend, has_auto=False)   # ensembles have no "auto"
     if batch_size is not None:
         return solve_streaming(problem, options, backend=backend, mesh=mesh, batch_size=batch_size,
                                output=output, reduce=reduce, throw=throw, progress=progress)

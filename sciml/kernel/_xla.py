@@ -61,9 +61,10 @@ def controller_unserved(controller) -> str:
     return ""
 
 
-def not_served(reason: str, what: str, backend: str = "c") -> ValueError:
-    """The error a kernel ``backend`` raises for a ``what`` ("solve", "call", "ensemble") it does not serve."""
-    fix = 'Use backend="jax".' if what == "ensemble" else 'Use backend="jax" (or "auto", which picks it).'
+def not_served(reason: str, what: str, backend: str = "c", has_auto: bool = True) -> ValueError:
+    """The error a kernel ``backend`` raises for a ``what`` ("solve", "call", "ensemble") it does not
+    serve; ``has_auto``: whether the front door has ``backend="auto"`` to name in the fix."""
+    fix = 'Use backend="jax" (or "auto", which picks it).' if has_auto else 'Use backend="jax".'
     return ValueError(f"`backend=\"{backend}\"` does not serve this {what}: {reason}. {fix}")
 
 
