@@ -1,8 +1,8 @@
 """Mass-matrix DAEs ``M y' = f``: ROBER in DAE form, an index-1 pendulum, a linear DAE with a known
 solution, consistent initialisation, dense output, events, float32, jit/vmap, gradients, bad input.
 
-Oracles: the ODE form of ROBER solved by scipy's Radau at rtol 1e-11 (and the stored stiff reference
-at t = 1e5); the pendulum's angle ODE solved by scipy at rtol 1e-12; the linear DAE's exact solution;
+Oracles: the ODE form of ROBER solved by scipy's Radau at rtol 1e-11 from t = 1e-5 to 1e10 (and the
+stored stiff reference at t = 1e5); the pendulum's angle ODE solved by scipy at rtol 1e-12; the linear DAE's exact solution;
 central finite differences for gradients. Every jitted function is shared by the tests that use it.
 """
 
@@ -22,7 +22,8 @@ from tests.solvers.stiff_problems import PROBLEMS, reference, relative_error
 
 # -- ROBER: y3 = 1 - y1 - y2 as the algebraic equation ------------------------------------------------
 ROBER_K = np.array([0.04, 3e7, 1e4])
-ROBER_TS = np.array([1e-5, 1e-3, 1e-1, 1.0, 10.0, 1e3, 1e5])
+ROBER_TS = np.array([1e-5, 1e-3, 1e-1, 1.0, 10.0, 1e3, 1e5, 1e7, 1e10])
+AT_1E5 = 6
 ROBER_FLOOR = np.array([1e-4, 1e-10, 1e-4])
 ROBER_M = np.diag([1.0, 1.0, 0.0])
 #: (solver, rtol, allowed relative error against the reference)
@@ -71,7 +72,7 @@ def test_rober_dae_matches_the_ode_reference(name):
     ref, tol = rober_reference(), ROBER_SOLVERS[name][2]
     errors = [relative_error(sol.ys[i], ref[i], ROBER_FLOOR) for i in range(len(ROBER_TS))]
     assert max(errors) < tol, errors
-    assert relative_error(sol.ys[-1], reference("rober"), ROBER_FLOOR) < tol
+    assert relative_error(sol.ys[AT_1E5], reference("rober"), ROBER_FLOOR) < tol
     # The algebraic equation holds at every save point.
     assert float(jnp.max(jnp.abs(jnp.sum(sol.ys, axis=1) - 1.0))) < 1e-12
 
