@@ -267,6 +267,30 @@ def test_float32_gradient_through_the_initialisation(adjoint):
     np.testing.assert_allclose(grad, (0.5 - 2.0) * np.exp(-1.5), rtol=2e-4)
 
 
+def linear_dae_jacobian(t, u, a, scale=1.0):
+    return scale * jnp.array([[-1.0, 1.0], [a, 1.0]], dtype=u.dtype)
+
+
+@pytest.mark.parametrize("solver", [S.Rodas5P(), S.RadauIIA5(), S.BDF()], ids=["Rodas5P", "RadauIIA5", "BDF"])
+def test_a_users_jacobian_serves_a_dae(solver):
+    """``jac=`` with a mass matrix: the exact Jacobian gives autodiff's solution (and the exact one)."""
+    u0 = jnp.array([1.0, -2.0])
+    sol = _solve(solver=solver, jac=linear_dae_jacobian, rtol=1e-8, atol=1e-10)
+    assert int(sol.status) == Status.SUCCESS
+    np.testing.assert_allclose(sol.ys[-1], np.exp(-3.0) * np.asarray(u0), rtol=1e-6)
+    auto = _solve(solver=solver, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(sol.ys[-1], auto.ys[-1], rtol=1e-12)
+
+
+def test_the_users_jacobian_is_the_one_used_with_a_dae():
+    """A Rosenbrock step depends on J: a Jacobian off by a factor of 2 moves the solution (within the
+    tolerance, which the error control keeps, but far beyond the rounding by which the exact `jac` and
+    autodiff differ above)."""
+    wrong = _solve(jac=lambda t, u, a: linear_dae_jacobian(t, u, a, 2.0), rtol=1e-8, atol=1e-10)
+    right = _solve(jac=linear_dae_jacobian, rtol=1e-8, atol=1e-10)
+    assert float(jnp.max(jnp.abs(wrong.ys[-1] - right.ys[-1]))) > 1e-11
+
+
 # -- bad input ----------------------------------------------------------------------------------------
 def _solve(**kw):
     base = dict(f=linear_dae, y0=jnp.array([1.0, -2.0]), t_span=(0.0, 1.0), args=2.0, solver=S.Rodas5P(),
