@@ -61,7 +61,7 @@ def test_a_process_started_as_one_of_several_refuses_to_work_alone(monkeypatch):
         sciml.solve_ensemble(lambda t, y, k: -k * y, np.ones((2, 1)), (0.0, 1.0), args=np.ones(2), backend="c")
 
 
-# -- ensembles over two processes ---------------------------------------------------------------
+# -- ensembles over several processes -----------------------------------------------------------
 
 PROBLEM = r"""
 import numpy as np
@@ -97,7 +97,8 @@ np.savez(f"{out}/ensemble_{me}.npz", **found)
 def final(p, y0):
     return sciml.solve(lorenz, y0, (0.0, 1.0), args=p, **KW).y_final
 step = jax.jit(jax.vmap(final))
-mine = slice(me * 4, me * 4 + 4)                          # 8 rows: N plus a copy of the first
+per = 8 // jax.process_count()                            # 8 rows: N plus a copy of the first
+mine = slice(me * per, me * per + per)
 rows = np.concatenate([PARAMS, PARAMS[:1]]), np.concatenate([Y0S, Y0S[:1]])
 batch = sciml.distributed.global_batch((rows[0][mine], rows[1][mine]))
 try:
@@ -117,14 +118,15 @@ def problem():
 
 
 @pytest.mark.slow
-def test_ensemble_over_two_processes_is_the_single_process_ensemble(problem, tmp_path):
-    results = run_processes(ENSEMBLE, 2, args=[tmp_path], timeout=300)
+@pytest.mark.parametrize("n", [2, 4])
+def test_ensemble_over_several_processes_is_the_single_process_ensemble(problem, tmp_path, n):
+    results = run_processes(ENSEMBLE, n, args=[tmp_path], timeout=300 * n // 2)
     assert all(r.returncode == 0 for r in results), report(results)
     p = problem
     for backend in ("jax", "c"):
         one = sciml.solve_ensemble(p["lorenz"], p["Y0S"], (0.0, 1.0), args=p["PARAMS"], backend=backend, **p["KW"])
         assert set(np.asarray(one.status).tolist()) == {0, 1}, "the oracle should mix successes and failures"
-        for me in (0, 1):
+        for me in range(n):
             got = np.load(tmp_path / f"ensemble_{me}.npz")
             np.testing.assert_array_equal(got[f"{backend}_status"], one.status)
             for name in ("nfev", "naccept", "nreject"):
@@ -132,15 +134,17 @@ def test_ensemble_over_two_processes_is_the_single_process_ensemble(problem, tmp
             for name in ("ys", "t_final", "y_final"):
                 if backend == "c":            # the kernel solves each trajectory alone: the same bits
                     np.testing.assert_array_equal(got[f"c_{name}"], getattr(one, name))
-                else:                         # XLA's code for a batch of 4 and of 7 may round differently
-                    np.testing.assert_allclose(got[f"jax_{name}"], getattr(one, name), rtol=1e-12, atol=1e-12)
+                else:   # XLA's code for a batch of 2, 4 and 7 may round differently: the step-size
+                        # control turns that into t_final 5e-11 apart on a trajectory stopped by max_steps
+                        # (4 processes), y_final 3e-9 apart; agreement to about the solve's rtol of 1e-8
+                    np.testing.assert_allclose(got[f"jax_{name}"], getattr(one, name), rtol=1e-7, atol=1e-7)
         errors = [[line for line in r.output.splitlines() if line.startswith(f"ENSEMBLE-ERROR {backend}")]
                   for r in results]
-        assert errors[0] == errors[1] and len(errors[0]) == 1, report(results)
+        assert all(e == errors[0] for e in errors) and len(errors[0]) == 1, report(results)
         bad = np.flatnonzero(np.asarray(one.status) != 0)
         assert f"{bad.size} of 7 trajectories failed; the first (index {bad[0]})" in errors[0][0]
     jit_errors = [[line for line in r.output.splitlines() if line.startswith("JIT-")] for r in results]
-    assert jit_errors[0] == jit_errors[1], report(results)   # every process raised, the same error
+    assert all(e == jit_errors[0] for e in jit_errors), report(results)   # every process raised, the same error
     assert jit_errors[0][0].startswith(f"JIT-ERROR {bad.size} of 8 trajectories failed; trajectory {bad[0]} of 8:")
     assert "max_steps=60" in jit_errors[0][0]
 
