@@ -2,8 +2,9 @@
 solution, consistent initialisation, dense output, events, float32, jit/vmap, gradients, bad input.
 
 Oracles: the ODE form of ROBER solved by scipy's Radau at rtol 1e-11 from t = 1e-5 to 1e10 (and the
-stored stiff reference at t = 1e5); the pendulum's angle ODE solved by scipy at rtol 1e-12; the linear DAE's exact solution;
-central finite differences for gradients. Every jitted function is shared by the tests that use it.
+stored stiff reference at t = 1e5); the pendulum's angle ODE solved by scipy at rtol 1e-12; the linear
+DAE's exact solution; central finite differences for gradients. Every jitted function is shared by the
+tests that use it.
 """
 
 import functools
