@@ -7,8 +7,9 @@ from typing import Any, Callable
 
 from sciml._problem import prepare
 from sciml._validate import Names
+from sciml.ensemble._generated_inputs import GeneratedInputs, check_generated
 from sciml.ensemble._solution import EnsembleSolution
-from sciml.ensemble._streaming import check_streaming, solve_streaming
+from sciml.ensemble._streaming import GivenInputs, check_streaming, chunk_lanes, solve_streaming, stream_mesh
 
 ENSEMBLE = Names(y0="y0s")
 
@@ -20,7 +21,7 @@ def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes
                    max_steps: int = 100_000, adaptive: bool = True, max_step=None, mesh=None,
                    throw: bool = False, controller=None, batch_size: int | None = None,
                    output: Callable | None = None, reduce=None, progress: bool = False, mass_matrix=None,
-                   init: str = "solve"):
+                   init: str = "solve", inputs: Callable | None = None, n_trajectories: int | None = None):
     """Solve ``dy/dt = f(t, y, args)`` for many trajectories at once.
 
     Trajectory ``i`` starts from the ``i``-th entry of ``y0s`` (leading axis) and sees the ``i``-th
@@ -29,7 +30,8 @@ def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes
 
     Args:
         f: vector field ``f(t, y, args)`` for ONE trajectory (``y`` like one entry of ``y0s``).
-        y0s: initial states, a pytree of arrays whose leading axis runs over trajectories.
+        y0s: initial states, a pytree of arrays whose leading axis runs over trajectories (None with
+            ``inputs``).
         t_span: ``(t0, t1)``, shared by all trajectories.
         args: what ``f`` needs; which leaves are per-trajectory is said by ``args_axes``.
         args_axes: like ``jax.vmap``'s ``in_axes`` for ``args``: ``0`` (default) means every array
@@ -69,6 +71,13 @@ def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes
             ``RadauIIA5`` or ``BDF``, ``"c"``/``"cupy"`` with ``Rodas5P``.
         init: with a singular ``mass_matrix``: each trajectory's consistent initialisation, as for
             `sciml.solve` (``"solve"``, ``"check"`` or ``"none"``).
+        inputs: with ``batch_size``, instead of ``y0s`` and ``args`` (both None): a function of a chunk's
+            trajectory indices (an int64 array of shape ``(k,)``) returning ``(y0s, args)`` for them, with
+            ``k`` entries on the leading axis of ``y0s`` and of ``args``'s batched leaves (``args_axes``
+            as usual). Called just before each chunk is solved, so no input of the whole ensemble is ever
+            held; jitted when JAX can trace it, else called on the host with NumPy indices. Every chunk
+            must have the first's structure, dtypes and trailing shapes. Not yet in multi-process programs.
+        n_trajectories: with ``inputs``: the number of trajectories, ``N``; indices run over ``0..N-1``.
 
     Returns:
         An :class:`EnsembleSolution` (``ts``, ``ys``, ``t_final``, ``y_final``, ``status``,
@@ -94,18 +103,27 @@ def solve_ensemble(f: Callable, y0s: Any, t_span, args: Any = None, *, args_axes
     if mesh is not None and backend != "jax":
         raise ValueError(f"`mesh` shards `backend=\"jax\"` over devices; `backend={backend!r}` runs on "
                          f"one {'GPU' if backend == 'cupy' else 'host'}. Drop `mesh` or use `backend=\"jax\"`.")
+    check_streaming(batch_size, output, reduce, progress)
+    check_generated(inputs, n_trajectories, y0s, args, batch_size)
+    generated = None
+    if inputs is not None:   # the first chunk is generated here and goes through `prepare` as arrays would
+        shards = stream_mesh(mesh) if backend == "jax" else None     # `batch_size` per device of a mesh
+        devices = 1 if shards is None else shards.devices.size
+        generated = GeneratedInputs(inputs, n_trajectories, chunk_lanes(n_trajectories, batch_size, devices),
+                                    args_axes)
+        y0s, args = generated.first
     problem, options = prepare(f, y0s, t_span, args, solver=solver, saveat=saveat, rtol=rtol, atol=atol, dt0=dt0,
                                max_steps=max_steps, adaptive=adaptive, max_step=max_step, backend=backend,
                                controller=controller, ensemble=True, args_axes=args_axes,
                                names=ENSEMBLE, mass_matrix=mass_matrix, init=init)
-    check_streaming(batch_size, output, reduce, progress)
     if backend != "jax":          # the one "can the kernel serve this?" (the solver, a user's controller)
         from sciml.kernel import not_served, unserved
         reason = unserved(options)
         if reason:
             raise not_served(reason, "ensemble", backend, has_auto=False)   # ensembles have no "auto"
     if batch_size is not None:
-        return solve_streaming(problem, options, backend=backend, mesh=mesh, batch_size=batch_size,
+        source = GivenInputs(problem, options) if generated is None else generated.bind(problem, options)
+        return solve_streaming(source, options, backend=backend, mesh=mesh, batch_size=batch_size,
                                output=output, reduce=reduce, throw=throw, progress=progress)
     if backend == "jax":
         from sciml.ensemble._jax_backend import solve_jax

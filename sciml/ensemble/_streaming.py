@@ -89,16 +89,17 @@ def check_streaming(batch_size, output, reduce, progress) -> None:
                         f"`sciml.ensemble.Fold(initial, update)`; got {reduce!r} ({type(reduce).__name__}).")
 
 
-def solve_streaming(problem: Problem, options: Options, *, backend: str, mesh, batch_size: int,
+def solve_streaming(source, options: Options, *, backend: str, mesh, batch_size: int,
                     output: Callable | None, reduce: Reduction | None, throw: bool, progress: bool):
-    """Solve ``problem`` chunk by chunk; a `StreamedEnsemble`, or with neither ``output`` nor ``reduce``
-    the whole `EnsembleSolution` in host memory (NumPy arrays)."""
-    traced = [x for x in jax.tree_util.tree_leaves(problem) if isinstance(x, jax.core.Tracer)]
+    """Solve the chunks of ``source`` (`GivenInputs`, or `GeneratedInputs` of ``inputs=``) one by one; a
+    `StreamedEnsemble`, or with neither ``output`` nor ``reduce`` the whole `EnsembleSolution` in host
+    memory (NumPy arrays)."""
+    traced = [x for x in jax.tree_util.tree_leaves(source.problem) if isinstance(x, jax.core.Tracer)]
     if traced:
         raise TypeError("`batch_size=` streams the ensemble in a Python loop over chunks, so it cannot run inside "
                         "`jax.jit`, `jax.grad` or `jax.vmap`; call it outside the transform, or drop `batch_size`.")
-    n = problem.n_traj
-    runner = (_JaxChunks if backend == "jax" else _KernelChunks)(problem, options, backend, mesh, batch_size)
+    n = source.n
+    runner = (_JaxChunks if backend == "jax" else _KernelChunks)(source, options, backend, mesh, batch_size)
     whole = output is None and reduce is None
     output = _whole if whole else _saved_states if output is None else output
     fold = _compiled_fold(output, reduce)
@@ -187,44 +188,66 @@ def _take(x, start: int, lanes: int, n: int):
     return np.asarray(x)[index]
 
 
-def chunk_problem(problem: Problem, options: Options, start: int, lanes: int) -> Problem:
-    """The sub-ensemble of ``lanes`` trajectories from ``start`` (padded past the last)."""
-    n = problem.n_traj
-    take = functools.partial(_take, start=start, lanes=lanes, n=n)
-    return dataclasses.replace(problem, y0=jax.tree_util.tree_map(take, problem.y0),
-                               args=[take(x) if b else x for x, b in zip(problem.args, options.batched)])
+class GivenInputs:
+    """The chunks of an ensemble given as arrays (``y0s``, ``args``): slices of its `Problem`."""
+
+    generated = False
+
+    def __init__(self, problem: Problem, options: Options):
+        self.problem, self.options, self.n = problem, options, problem.n_traj
+
+    def chunk(self, start: int, lanes: int) -> Problem:
+        """The sub-ensemble of ``lanes`` trajectories from ``start`` (padded past the last)."""
+        take = functools.partial(_take, start=start, lanes=lanes, n=self.n)
+        return dataclasses.replace(self.problem, y0=jax.tree_util.tree_map(take, self.problem.y0),
+                                   args=[take(x) if b else x for x, b in zip(self.problem.args, self.options.batched)])
+
+
+def stream_mesh(mesh):
+    """The mesh ``backend="jax"`` streams over: ``mesh`` (default: every device), None for one device."""
+    from sciml.ensemble._jax_backend import default_mesh
+
+    mesh = default_mesh() if mesh is None else mesh
+    return None if mesh is None or mesh.devices.size == 1 else mesh
+
+
+def chunk_lanes(n: int, batch_size: int, devices: int) -> int:
+    """Trajectories in each chunk: ``batch_size`` per device, fewer when ``n`` needs fewer."""
+    return min(batch_size, -(-n // devices)) * devices
 
 
 class _JaxChunks:
     """``backend="jax"``: each chunk is a call of the ensemble's own compiled program (vmapped, and sharded
     over the mesh with ``batch_size`` trajectories per device)."""
 
-    def __init__(self, problem, options, backend, mesh, batch_size):
-        from sciml.ensemble._jax_backend import _compiled, _place, default_mesh
+    def __init__(self, source, options, backend, mesh, batch_size):
+        from sciml.ensemble._jax_backend import _compiled, _place
         from jax.sharding import NamedSharding, PartitionSpec
 
-        mesh = default_mesh() if mesh is None else mesh
-        self.mesh = None if mesh is None or mesh.devices.size == 1 else mesh
+        self.mesh = stream_mesh(mesh)
         devices = 1 if self.mesh is None else self.mesh.devices.size
-        n = problem.n_traj
-        self.lanes = min(batch_size, -(-n // devices)) * devices
-        self.problem, self.options = problem, options
+        self.lanes = chunk_lanes(source.n, batch_size, devices)
+        self.source, self.options, problem = source, options, source.problem
         self.solve = _compiled(options, self.mesh)
         shared = [x for x, b in zip(problem.args, options.batched) if not b]
         values = (problem.t0, problem.t1, problem.ts, problem.rtol, problem.atol, problem.dt0)
-        self.place = lambda tree: tree
+        self.place = self.place_shared = lambda tree: tree
         if self.mesh is not None:
             split = NamedSharding(self.mesh, PartitionSpec(self.mesh.axis_names))
             whole = NamedSharding(self.mesh, PartitionSpec())
-            shared, values = (jax.tree_util.tree_map(lambda x: _place(x, whole), t) for t in (shared, values))
+            self.place_shared = lambda tree: jax.tree_util.tree_map(lambda x: _place(x, whole), tree)
+            shared, values = self.place_shared(shared), self.place_shared(values)
             self.place = lambda tree: jax.tree_util.tree_map(lambda x: _place(x, split), tree)
         self.fixed = (shared, values)
         self.structure = jax.eval_shape(self._solve, *self._inputs(0))
 
     def _inputs(self, start):
-        chunk = chunk_problem(self.problem, self.options, start, self.lanes)
+        chunk = self.source.chunk(start, self.lanes)
         batched = [x for x, b in zip(chunk.args, self.options.batched) if b]
-        return self.place(chunk.y0), self.place(batched), *self.fixed
+        shared, values = self.fixed
+        if self.source.generated:  # each chunk's own shared arguments (of the same shapes and dtypes)
+            shared = self.place_shared([x for x, b in zip(chunk.args, self.options.batched) if not b])
+        return self.place(chunk.y0), self.place(batched), shared, values
 
     def chunk(self, start):
         return self._solve(*self._inputs(start))
@@ -240,20 +263,20 @@ class _KernelChunks:
     multi-process program (``backend="c"``) a chunk has ``batch_size`` trajectories per device and each
     process solves the rows of its devices."""
 
-    def __init__(self, problem, options, backend, mesh, batch_size):
+    def __init__(self, source, options, backend, mesh, batch_size):
         from sciml.ensemble._multiprocess import is_multiprocess
 
-        self.problem, self.options, self.backend = problem, options, backend
+        self.source, self.options, self.backend = source, options, backend
         self.split = backend == "c" and is_multiprocess()
         devices = jax.device_count() if self.split else 1
-        self.lanes = min(batch_size, -(-problem.n_traj // devices)) * devices
+        self.lanes = chunk_lanes(source.n, batch_size, devices)
         self._first = self._solve_chunk(0)
         self.structure = jax.eval_shape(lambda e: e, self._first)
 
     def _solve_chunk(self, start):
         from sciml.kernel import solve_c, solve_cupy
 
-        chunk = chunk_problem(self.problem, self.options, start, self.lanes)
+        chunk = self.source.chunk(start, self.lanes)
         if self.split:
             from sciml.ensemble._multiprocess import solve_c_global
             return solve_c_global(chunk, self.options)
