@@ -8,7 +8,9 @@ mean and variance of the saved states (the C kernel by default: the fastest CPU 
 runs in a fresh process: a warm-up solve of one chunk compiles everything, the peak-RSS counter is reset
 (Linux ``/proc/self/clear_refs``), then the measured solve runs; "working" is its peak RSS above the RSS
 before it. The inputs are one float64 frequency per trajectory (8 B/trajectory, the user's array) and a
-broadcast initial state (no memory).
+broadcast initial state (no memory). The "generated inputs" rows pass no arrays: ``inputs=`` makes each
+chunk's states and frequencies from its indices just before its solve, so the whole run, inputs included,
+needs memory constant in N.
 
     python benchmarks/bench_scale.py                 # N = 1e5, 1e6, 1e7 and k = 4096 .. 262144 (~4 min on 2 cores)
     python benchmarks/bench_scale.py --quick         # N = 1e5, 1e6 only
@@ -36,7 +38,7 @@ import json, sys, time
 import numpy as np, jax.numpy as jnp, sciml
 from sciml.ensemble import MeanVar
 
-n, k, backend = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+n, k, backend, source = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 
 def oscillator(t, y, w):
     return jnp.stack([y[1], -w * w * y[0] - 0.1 * y[1]])
@@ -47,13 +49,18 @@ def rss(field):
             return int(line.split()[1]) * 1024
     raise RuntimeError(field)
 
-def problem(n):
-    return dict(f=oscillator, y0s=np.broadcast_to(np.array([1.0, 0.0]), (n, 2)), t_span=(0.0, 5.0),
-                args=np.linspace(0.5, 2.0, n), saveat=np.linspace(0.0, 5.0, 5), rtol=1e-6, atol=1e-6,
-                backend=backend)
+def generate(i):                # inputs=: a chunk's states and frequencies from its indices (jitted)
+    return jnp.broadcast_to(jnp.array([1.0, 0.0]), (i.shape[0], 2)), 0.5 + 1.5 * i / (n - 1)
+
+def problem(n, source=source):
+    common = dict(f=oscillator, t_span=(0.0, 5.0), saveat=np.linspace(0.0, 5.0, 5), rtol=1e-6, atol=1e-6,
+                  backend=backend)
+    if source == "generated":
+        return dict(common, y0s=None, inputs=generate, n_trajectories=n)
+    return dict(common, y0s=np.broadcast_to(np.array([1.0, 0.0]), (n, 2)), args=np.linspace(0.5, 2.0, n))
 
 warm = sciml.solve_ensemble(**problem(k), batch_size=k, reduce=MeanVar())          # compiles everything
-whole = sciml.solve_ensemble(**problem(64))
+whole = sciml.solve_ensemble(**problem(64, "given"))
 per_trajectory = sum(np.asarray(x).nbytes for x in __import__("jax").tree_util.tree_leaves(whole)) / 64
 inputs = problem(n)
 with open("/proc/self/clear_refs", "w") as fh:
@@ -64,13 +71,14 @@ result = sciml.solve_ensemble(**inputs, batch_size=k, reduce=MeanVar())
 seconds = time.perf_counter() - start
 assert result.value.count == n and result.success
 print(json.dumps(dict(n=n, k=k, seconds=seconds, working=rss("VmHWM:") - before, before=before,
-                      inputs=inputs["args"].nbytes, unreduced=per_trajectory * n)))
+                      inputs=inputs["args"].nbytes if source == "given" else 0, unreduced=per_trajectory * n,
+                      source=source)))
 """
 
 
-def _measure(n: int, k: int, backend: str) -> dict:
+def _measure(n: int, k: int, backend: str, source: str = "given") -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    run = subprocess.run([sys.executable, "-c", STREAM_POINT, str(n), str(k), backend], env=env, cwd=ROOT,
+    run = subprocess.run([sys.executable, "-c", STREAM_POINT, str(n), str(k), backend, source], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=1800)
     if run.returncode != 0:
         raise RuntimeError(run.stderr)
@@ -83,11 +91,12 @@ def _mb(x: float) -> str:
 
 def _row(p: dict) -> str:
     return (f"{p['n']:>10.0e} {p['k']:>8d} {_mb(p['working'])} {_mb(p['inputs'])} "
-            f"{_mb(p['unreduced'])} {p['seconds']:8.1f} {p['seconds'] / p['n'] * 1e6:7.2f}")
+            f"{_mb(p['working'] + p['inputs'])} {_mb(p['unreduced'])} {p['seconds']:8.1f} "
+            f"{p['seconds'] / p['n'] * 1e6:7.2f}")
 
 
-HEADER = (f"{'N':>10} {'k':>8} {'work MB':>9} {'inputs':>9} {'unreduced':>9} {'seconds':>8} {'us/traj':>7}\n"
-          + "-" * 68)
+HEADER = (f"{'N':>10} {'k':>8} {'work MB':>9} {'inputs':>9} {'total':>9} {'unreduced':>9} {'seconds':>8} "
+          f"{'us/traj':>7}\n" + "-" * 78)
 
 
 def streaming_memory(backend: str = "c", quick: bool = False, n_for_k: int = 10**6) -> list[dict]:
@@ -102,6 +111,12 @@ def streaming_memory(backend: str = "c", quick: bool = False, n_for_k: int = 10*
     for n in sizes:
         by_n.append(_measure(n, k, backend))
         print(_row(by_n[-1]), flush=True)
+    print("generated inputs (`inputs=`, each chunk's states and frequencies made from its indices just before "
+          "its solve; nothing held but a chunk), constant in N including the inputs (k = 16384):\n" + HEADER)
+    generated = []
+    for n in sizes:
+        generated.append(_measure(n, k, backend, "generated"))
+        print(_row(generated[-1]), flush=True)
     print(f"linear in k (N = {n_for_k:.0e}):\n" + HEADER)
     by_k = []
     for kk in [size for size in (4096, 16384, 65536, 262144) if size <= n_for_k]:
@@ -112,13 +127,15 @@ def streaming_memory(backend: str = "c", quick: bool = False, n_for_k: int = 10*
     per_k = (by_k[-1]["working"] - by_k[0]["working"]) / (by_k[-1]["k"] - by_k[0]["k"])
     per_traj_unreduced = last["unreduced"] / last["n"]
     rate = last["seconds"] / last["n"]
+    made = (generated[-1]["working"] - generated[0]["working"]) / (generated[-1]["n"] - generated[0]["n"])
     print(f"working memory grows {growth:+.2f} B per trajectory of N (the un-reduced result: "
-          f"{per_traj_unreduced:.0f} B) and {per_k:.0f} B per trajectory of k.")
+          f"{per_traj_unreduced:.0f} B) and {per_k:.0f} B per trajectory of k; with generated inputs the whole "
+          f"run (inputs included) grows {made:+.2f} B per trajectory of N, against 8 B of given frequencies.")
     for n in (10**7, 10**8):
         working = last["working"] + max(growth, 0.0) * (n - last["n"])
         print(f"extrapolated to N = {n:.0e}: working {working / 2**20:.0f} MB + inputs {8 * n / 2**20:.0f} MB, "
               f"un-reduced {per_traj_unreduced * n / 2**30:.1f} GB, ~{rate * n / 60:.0f} min on this machine")
-    return by_n + by_k
+    return by_n + generated + by_k
 
 
 def main(argv: list[str] | None = None) -> None:
