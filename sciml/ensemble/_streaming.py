@@ -9,6 +9,9 @@ kernel) and the jitted fold of ``output`` and ``reduce`` over it. The two are se
 reduction does not recompile the solver; with ``backend="jax"`` a chunk's saved states stay on the
 device between them.
 
+A chunk's inputs come from a source: `GivenInputs` slices the ``y0s``/``args`` arrays, `GeneratedInputs`
+(``inputs=``, `_generated_inputs.py`) makes them from the chunk's indices; the runners take either.
+
 Statuses are tallied over every chunk (`StreamedEnsemble.status_counts`); ``throw=True`` stops at the
 first chunk with a failure and raises naming the trajectory's index.
 """
