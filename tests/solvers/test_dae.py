@@ -268,6 +268,41 @@ def test_float32_gradient_through_the_initialisation(adjoint):
     np.testing.assert_allclose(grad, (0.5 - 2.0) * np.exp(-1.5), rtol=2e-4)
 
 
+DAE_SOLVERS = {"Rodas5P": S.Rodas5P(), "Rosenbrock23": S.Rosenbrock23(), "RadauIIA5": S.RadauIIA5(), "BDF": S.BDF()}
+#: the default run keeps one row per solver; the slow set has the whole matrix
+#: (BDF, a multistep method, has no Direct: it is refused, see below)
+GRADIENT_ROWS = [(name, adjoint, dtype) for name in DAE_SOLVERS for adjoint in ("Direct", "Forward")
+                 for dtype in ("float64", "float32") if (name, adjoint) != ("BDF", "Direct")]
+FAST_GRADIENT_ROWS = {("RadauIIA5", "Direct", "float64"), ("BDF", "Forward", "float32"),
+                      ("Rosenbrock23", "Forward", "float64")}
+
+
+@pytest.mark.parametrize("name, adjoint, dtype", [
+    row if row in FAST_GRADIENT_ROWS else pytest.param(*row, marks=pytest.mark.slow) for row in GRADIENT_ROWS])
+def test_every_dae_solver_differentiates_through_the_initialisation(name, adjoint, dtype):
+    """The linear DAE from an inconsistent start: d(u0 + u1)(1)/da = (a - 2) exp(-(1 + a)) (exact)."""
+    a, tol = jnp.asarray(0.5, dtype), {"float64": 1e-6, "float32": 2e-3}[dtype]
+
+    def loss(a):
+        sol = sciml.solve(linear_dae, jnp.array([1.0, 0.0], dtype), (0.0, 1.0), args=a, solver=DAE_SOLVERS[name],
+                          rtol=1e-8 if dtype == "float64" else 1e-5, atol=1e-10 if dtype == "float64" else 1e-6,
+                          mass_matrix=LIN_M.astype(dtype), adjoint=getattr(A, adjoint)())
+        return sol.y_final[0] + sol.y_final[1]
+
+    grad = jax.jit(jax.grad(loss) if adjoint == "Direct" else jax.jacfwd(loss))(a)
+    assert grad.dtype == a.dtype
+    np.testing.assert_allclose(grad, (0.5 - 2.0) * np.exp(-1.5), rtol=tol)
+
+
+def test_bdf_with_direct_names_forward():
+    def loss(a):
+        return sciml.solve(linear_dae, jnp.array([1.0, -2.0]), (0.0, 1.0), args=a, solver=S.BDF(), mass_matrix=LIN_M,
+                           adjoint=A.Direct()).y_final[0]
+
+    with pytest.raises(NotImplementedError, match=r"multistep method.*adjoints\.Forward\(\)"):
+        jax.grad(loss)(jnp.asarray(2.0))
+
+
 def linear_dae_jacobian(t, u, a, scale=1.0):
     return scale * jnp.array([[-1.0, 1.0], [a, 1.0]], dtype=u.dtype)
 
