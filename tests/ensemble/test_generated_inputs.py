@@ -147,3 +147,21 @@ def test_inputs_are_refused_in_a_multi_process_program(monkeypatch):
     with pytest.raises(ValueError, match="`inputs=` is not supported in a multi-process program"):
         sciml.solve_ensemble(f, None, t_span, inputs=lambda i: (y0s[i], params[i]), n_trajectories=N,
                              batch_size=K, **kw)
+
+
+def _scaled_lorenz(t, y, args):
+    params, scale = args
+    return _lorenz(np.float64)[0](t, y, params) * scale
+
+
+@pytest.mark.parametrize("backend", ["jax", "c"])
+def test_shared_arguments_come_from_each_chunk(backend):
+    """`args_axes` marks a leaf shared: `inputs` returns it with every chunk, unbatched."""
+    f, y0s, t_span, kw = _lorenz(np.float64)
+    params = kw.pop("args")
+    kw.update(backend=backend, batch_size=K, args_axes=(0, None), output=_final_x)
+    scale = np.array([1.0, 0.5, 2.0])
+    given = sciml.solve_ensemble(_scaled_lorenz, y0s, t_span, args=(params, scale), **kw)
+    made = sciml.solve_ensemble(_scaled_lorenz, None, t_span, inputs=lambda i: (y0s[i], (params[i], scale)),
+                                n_trajectories=N, **kw)
+    assert np.array_equal(made.value, given.value) and made.status_counts == given.status_counts

@@ -57,6 +57,13 @@ np.testing.assert_array_equal(sharded.status, single.status)
 for key in ("naccept", "nreject", "nfev"):
     np.testing.assert_array_equal(sharded.stats[key], single.stats[key])
 np.testing.assert_allclose(sharded.ys, single.ys, rtol=1e-12, atol=1e-12)
+
+# generated inputs (`inputs=`) over the mesh: chunks of 2 per device (8), the last padded; those of the arrays
+streamed = sciml.solve_ensemble(f, y0s, t_span, args=params, batch_size=2, **kw)
+made = sciml.solve_ensemble(f, None, t_span, inputs=lambda i: (y0s[i], params[i]), n_trajectories=n,
+                            batch_size=2, **kw)
+for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(streamed), leaves(made)):
+    assert np.array_equal(np.asarray(a), np.asarray(b)), f"generated inputs differ in {jax.tree_util.keystr(path)}"
 print("sharded ok")
 """
 
