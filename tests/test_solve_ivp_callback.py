@@ -220,7 +220,7 @@ def test_a_terminal_count_and_a_direction_as_on_the_traced_path():
     assert len(ours.t) == len(traced.t) and ours.t[-1] == ours.t_events[1][-1]   # stopped at the 2nd crossing
 
 
-@pytest.mark.parametrize("solver", ["Tsit5", "Dopri8", "Rodas5P"])
+@pytest.mark.parametrize("solver", ["Tsit5", "Dopri8", "Rodas5P", "ROS34PW2"])
 def test_the_callback_kernel_is_warning_free_c(solver, tmp_path):
     from sciml.kernel._callback import host_spec
     from sciml.kernel._codegen import kernel_source

@@ -284,7 +284,7 @@ def _trajectory(spec: KernelSpec, method: KernelMethod, ctx: Ctx) -> str:
     b += ["for (;;) {"] + ["    " + line for line in loop] + ["}"]
     nfev = (f"1 + {int(spec.auto_dt0)} + {method.fevals_per_step} * n_attempt[l] + {int(not method.fsal)} * n_accept[l]"
             f" + {method.fevals_dense} * n_dense[l]")
-    stats = ["status[l]", nfev, "n_accept[l]", "n_attempt[l] - n_accept[l]"] + method.counters()
+    stats = ["status[l]", nfev, "n_accept[l]", "n_attempt[l] - n_accept[l]"] + method.counters(ctx)
     width = len(stats)
     b += lanes("if (!live[l]) continue;",
                f"for (int j = 0; j < {n}; ++j) yf[idx[l] * {n} + j] = y[j][l];",

@@ -107,7 +107,7 @@ class KernelMethod:
     def dense(self, ctx: Ctx) -> list[str]:
         raise NotImplementedError
 
-    def counters(self) -> list[str]:
+    def counters(self, ctx: Ctx) -> list[str]:
         """C expressions (of lane ``l``) of the extra statistics named in ``stat_names``."""
         return []
 

@@ -37,8 +37,8 @@ def kernel_method(solver) -> KernelMethod:
     method = rosenbrock_kernel(solver)
     if method is None:
         raise ValueError(
-            f"the kernel backends (`backend=\"c\"`, `\"cupy\"`) run the explicit Runge-Kutta methods and "
-            f"Rodas5P; got `solver={solver!r}`. Use `backend=\"jax\"` for it.")
+            f"the kernel backends (`backend=\"c\"`, `\"cupy\"`) run the explicit Runge-Kutta methods, "
+            f"Rodas5P and ROS34PW2; got `solver={solver!r}`. Use `backend=\"jax\"` for it.")
     return method
 
 

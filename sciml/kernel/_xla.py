@@ -109,7 +109,7 @@ def _solver_unserved(solver) -> str:
     try:
         kernel_method(solver)
     except ValueError:
-        return f"it runs the explicit Runge-Kutta methods and Rodas5P, not {solver!r}"
+        return f"it runs the explicit Runge-Kutta methods, Rodas5P and ROS34PW2, not {solver!r}"
     return ""
 
 

@@ -10,16 +10,16 @@ from sciml.solvers.bdf import BDF
 from sciml.solvers.esdirk import Kvaerno5
 from sciml.solvers.explicit import RK4, Bosh3, Dopri5, Dopri8, Euler, Heun, Midpoint, Tsit5, Vern7
 from sciml.solvers.radau import RadauIIA5
-from sciml.solvers.rosenbrock import Rodas5P, Rosenbrock23
+from sciml.solvers.rosenbrock import ROS34PW2, Rodas5P, Rosenbrock23
 
 #: every method, for the generic (convergence, dense output, dtype, adjoint) tests
 EXPLICIT = (Euler, Midpoint, Heun, RK4, Bosh3, Tsit5, Dopri5, Dopri8, Vern7)
 #: the stiff (implicit and linearly implicit) methods
-STIFF = (Rodas5P, Rosenbrock23, Kvaerno5, BDF, RadauIIA5)
+STIFF = (Rodas5P, Rosenbrock23, ROS34PW2, Kvaerno5, BDF, RadauIIA5)
 ALL = EXPLICIT + STIFF
 #: methods built from two registered ones (covered by their own tests, tests/solvers/test_autoswitch.py)
 SWITCHING = (AutoSwitch,)
 
 __all__ = ["AbstractSolver", "PIController", "IController", "PIDController", "Event", "Solution", "SolveError", "Status", "Euler",
-           "Midpoint", "Heun", "RK4", "Bosh3", "Tsit5", "Dopri5", "Dopri8", "Vern7", "Rodas5P", "Rosenbrock23",
+           "Midpoint", "Heun", "RK4", "Bosh3", "Tsit5", "Dopri5", "Dopri8", "Vern7", "Rodas5P", "Rosenbrock23", "ROS34PW2",
            "Kvaerno5", "BDF", "RadauIIA5", "AutoSwitch", "EXPLICIT", "STIFF", "SWITCHING", "ALL"]

@@ -17,6 +17,12 @@ lower order. Both checks use the rooted trees of ``_order_conditions.py``: a met
   one with several children ``alpha`` (Table 7.1 there); ``c = alpha 1`` and ``d = Gamma 1``. The dense
   output ``y(t + theta h) = y + sum_p theta**p sum_j P[p][j] u_j`` is checked coefficient by
   coefficient in theta up to ``dense_order``.
+* Rosenbrock-W (``w_method=True``): the same step with any matrix ``A`` in place of ``J`` keeps its
+  order (Hairer & Wanner IV.7, "W-methods"; Steinebach's and Rang's tables use the same trees). The
+  ``A`` terms are linear, so the trees gain a second kind of vertex with exactly one child, weighted
+  by ``Gamma`` where the ``f'`` vertices take ``alpha``: a tree without such a vertex must give
+  ``1 / gamma(t)``, every tree with one must give 0 (the ``J``-form's ``beta = alpha + Gamma`` sums
+  both colourings).
 """
 
 from __future__ import annotations
@@ -68,6 +74,31 @@ def _order_reached(b, single, multi, max_order: int) -> int:
         residual = abs(b @ value - 1.0 / tree.gamma)
         if residual > _RTOL * (np.abs(b) @ scale + 1.0 / tree.gamma):
             reached = min(reached, tree.order - 1)
+    return reached
+
+
+def _w_order_reached(b, alpha, Gamma, max_order: int) -> int:
+    """`_order_reached` for a W-method: every colouring of the one-child vertices (``f'``: ``alpha``,
+    ``A``: ``Gamma``); a colouring with an ``A`` vertex must vanish."""
+    trees = rooted_trees(max_order)
+    colourings = []          # per tree: (Phi, |Phi| scale, has an A vertex) for every colouring
+    for tree in trees:
+        if len(tree.children) == 1:
+            (child,) = tree.children
+            options = [(M @ v, np.abs(M) @ sc, has_a or is_a) for v, sc, has_a in colourings[child]
+                       for M, is_a in ((alpha, False), (Gamma, True))]
+        else:
+            options = [(np.ones(alpha.shape[0]), np.ones(alpha.shape[0]), False)]
+            for child in tree.children:
+                options = [(v * (alpha @ cv), sc * (np.abs(alpha) @ csc), h or ch) for v, sc, h in options
+                           for cv, csc, ch in colourings[child]]
+        colourings.append(options)
+    reached = max_order
+    for tree, options in zip(trees, colourings):
+        for value, scale, has_a in options:
+            wanted = 0.0 if has_a else 1.0 / tree.gamma
+            if abs(b @ value - wanted) > _RTOL * (np.abs(b) @ scale + 1.0 / tree.gamma):
+                reached = min(reached, tree.order - 1)
     return reached
 
 
@@ -126,7 +157,9 @@ class ESDIRKTableau:
 class RosenbrockTableau:
     """A Rosenbrock method in the ``u`` form above. ``a``, ``C``: strictly lower rows (row i has i
     entries); ``c``, ``d``, ``m`` over the stages; ``m_err`` (``None``: the method estimates its
-    error its own way); ``dense`` (``None``: Hermite): rows ``P[1..]`` of the dense output."""
+    error its own way); ``dense`` (``None``: Hermite): rows ``P[1..]`` of the dense output.
+    ``w_method``: the orders hold with any approximation of ``J`` (checked as such), so a Jacobian may
+    serve several steps."""
 
     name: str
     gamma: float
@@ -141,6 +174,7 @@ class RosenbrockTableau:
     source: str
     dense: tuple | None = None
     dense_order: int = 0
+    w_method: bool = False
 
     def __post_init__(self):
         s = len(self.c)
@@ -154,6 +188,11 @@ class RosenbrockTableau:
         if self.m_err is not None:
             got = _order_reached((m - np.asarray(self.m_err)) @ Gamma, beta, alpha, self.error_order)
             _check(self.name, "m - m_err", got, self.error_order)
+        if self.w_method:
+            _check(self.name, "m (W-method)", _w_order_reached(m @ Gamma, alpha, Gamma, self.order), self.order)
+            if self.m_err is not None:
+                got = _w_order_reached((m - np.asarray(self.m_err)) @ Gamma, alpha, Gamma, self.error_order)
+                _check(self.name, "m - m_err (W-method)", got, self.error_order)
         if self.dense is not None:
             self._check_dense(Gamma, beta, alpha)
 

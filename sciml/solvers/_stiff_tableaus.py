@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from sciml.solvers._stiff_tableau import ESDIRKTableau, RosenbrockTableau
 
 
@@ -118,4 +120,49 @@ KVAERNO5 = ESDIRKTableau(
     order=5,
     error_order=4,
     source="Kvaernø, BIT 44 (2004) 489; diffrax kvaerno5.py; predictors OrdinaryDiffEq.jl sdirk_tableaus.jl",
+)
+
+
+def _u_form(alpha, gamma_full, b, b_hat) -> dict:
+    """The ``u``-form coefficients (``a``, ``C``, ``c``, ``d``, ``m``, ``m_err``) of a Rosenbrock method
+    published in the classical ``k`` form, ``(I - h gamma J) k_i = h f(y + sum_j alpha_ij k_j) + h J
+    sum_{j<i} gamma_ij k_j``, ``y1 = y + sum_i b_i k_i``: with ``Gamma`` the full lower triangle,
+    ``a = alpha Gamma^-1``, ``C = diag(1/gamma) - Gamma^-1``, ``m = b Gamma^-1`` (Hairer & Wanner IV.7,
+    eq. 7.25), ``c = alpha 1`` and ``d = Gamma 1``."""
+    alpha, gamma_full = np.asarray(alpha), np.asarray(gamma_full)
+    inverse = np.linalg.inv(gamma_full)
+    a, C = alpha @ inverse, np.diag(1.0 / np.diag(gamma_full)) - inverse
+    s = len(b)
+    return dict(a=tuple(tuple(float(x) for x in a[i, :i]) for i in range(s)),
+                C=tuple(tuple(float(x) for x in C[i, :i]) for i in range(s)),
+                c=tuple(float(x) for x in alpha.sum(axis=1)), d=tuple(float(x) for x in gamma_full.sum(axis=1)),
+                m=tuple(float(x) for x in np.asarray(b) @ inverse),
+                m_err=tuple(float(x) for x in (np.asarray(b) - np.asarray(b_hat)) @ inverse))
+
+
+# ROS34PW2: J. Rang and L. Angermann, "New Rosenbrock W-methods of order 3 for partial differential
+# algebraic equations of index 1", BIT Numer. Math. 45 (2005) 761-787. Classical coefficients (alpha,
+# Gamma, b, b_hat) as OrdinaryDiffEq.jl lists them (`ROS34PW2Tableau`, generic_rosenbrock.jl), turned into
+# the u form by `_u_form`. A W-method of order 3 with a W-method of order 2 embedded, stiffly accurate
+# (b is alpha's last row plus Gamma's, so m = (a_4, 1)) and L-stable; no dense output of its own.
+_PW2_G = 4.3586652150845900e-1
+
+ROS34PW2 = RosenbrockTableau(
+    name="ROS34PW2",
+    gamma=_PW2_G,
+    **_u_form(
+        alpha=((0.0, 0.0, 0.0, 0.0),
+               (8.7173304301691801e-1, 0.0, 0.0, 0.0),
+               (8.4457060015369423e-1, -1.1299064236484185e-1, 0.0, 0.0),
+               (0.0, 0.0, 1.0, 0.0)),
+        gamma_full=((_PW2_G, 0.0, 0.0, 0.0),
+                    (-8.7173304301691801e-1, _PW2_G, 0.0, 0.0),
+                    (-9.0338057013044082e-1, 5.4180672388095326e-2, _PW2_G, 0.0),
+                    (2.4212380706095346e-1, -1.2232505839045147, 5.4526025533510214e-1, _PW2_G)),
+        b=(2.4212380706095346e-1, -1.2232505839045147, 1.5452602553351020, 4.3586652150845900e-1),
+        b_hat=(3.7810903145819369e-1, -9.6042292212423178e-2, 0.5, 2.1793326075422950e-1)),
+    order=3,
+    error_order=2,
+    w_method=True,
+    source="Rang & Angermann, BIT Numer. Math. 45 (2005) 761; OrdinaryDiffEq.jl generic_rosenbrock.jl",
 )

@@ -72,6 +72,14 @@ class AbstractRosenbrock(AbstractSolver):
         state = RosenbrockState(state.njev + 1, state.nlu + 1)
         return us, fs, lu, dfdt, state
 
+    def _embedded_step(self, f, t, y, f0, dt, state) -> Step:
+        """A step of a tableau with an embedded pair: ``y1 = y + sum m_j u_j``, error ``sum m_err_j u_j``."""
+        tab = self.tableau
+        us, _, _, _, state = self._stages(f, t, y, f0, dt, state)
+        y1 = _combine(y, 1.0, tab.m, us)
+        y_err = _combine(None, 1.0, tab.m_err, us)
+        return Step(y1=y1, y_err=y_err, f1=None, info=jnp.stack(us), state=state, ok=jnp.asarray(True))
+
 
 @dataclasses.dataclass(frozen=True)
 class Rodas5P(AbstractRosenbrock):
@@ -100,15 +108,43 @@ class Rodas5P(AbstractRosenbrock):
     fevals_per_step = 7                   # stages 2..8 (stage 1 is f0); f(t1, y1) is the loop's
 
     def step(self, f, t, y, f0, dt, state) -> Step:
-        tab = self.tableau
-        us, _, _, _, state = self._stages(f, t, y, f0, dt, state)
-        y1 = _combine(y, 1.0, tab.m, us)
-        y_err = _combine(None, 1.0, tab.m_err, us)
-        return Step(y1=y1, y_err=y_err, f1=None, info=jnp.stack(us), state=state, ok=jnp.asarray(True))
+        return self._embedded_step(f, t, y, f0, dt, state)
 
     def dense(self, f, t, y, dt, y1, f0, f1, info):
         us = list(info)
         return jnp.stack([y] + [_combine(None, 1.0, row, us) for row in self.tableau.dense])
+
+
+@dataclasses.dataclass(frozen=True)
+class ROS34PW2(AbstractRosenbrock):
+    """ROS34PW2 (Rang & Angermann 2005): a Rosenbrock-W method of order 3 with an embedded order-2
+    estimate, 4 stages, stiffly accurate and L-stable; cubic Hermite dense output.
+
+    A W-method keeps its order with any approximation of the Jacobian, so one Jacobian may serve many
+    steps: the C kernel reuses it where forming it is costly, for a NumPy field in `sciml.solve_ivp`
+    (a finite-difference Jacobian costs ``n`` calls of the field), and forms it afresh only after ``K``
+    accepted steps or a rejected step taken with an old one (``njev`` counts the Jacobians formed).
+    The XLA loop forms it every step, as for every Rosenbrock method. One LU factorisation and four
+    linear solves per step. Best for stiff NumPy fields at moderate tolerances (``rtol`` about 1e-3 to
+    1e-6); for tight tolerances or a cheap Jacobian prefer `Rodas5P`.
+
+    Example:
+        >>> import numpy as np, sciml
+        >>> def van_der_pol(t, y, mu):           # NumPy: runs in the C kernel, the field called back
+        ...     return np.array([y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]])
+        >>> res = sciml.solve_ivp(van_der_pol, (0.0, 3000.0), np.array([2.0, 0.0]), method="ROS34PW2",
+        ...                       args=(1000.0,), rtol=1e-6, atol=1e-8)
+        >>> res.success, bool(res.njev < res.nlu)
+        (True, True)
+    """
+
+    tableau = T.ROS34PW2
+    order = 3
+    error_order = 3                       # the embedded solution is of order 2
+    fevals_per_step = 3                   # stages 2..4 (stage 1 is f0); f(t1, y1) is the loop's
+
+    def step(self, f, t, y, f0, dt, state) -> Step:
+        return self._embedded_step(f, t, y, f0, dt, state)
 
 
 @dataclasses.dataclass(frozen=True)

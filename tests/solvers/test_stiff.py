@@ -25,9 +25,11 @@ Y0 = jnp.array([1.0, 0.0, 0.0])
 T1 = 40.0
 TS = np.geomspace(1e-3, T1, 25)
 RTOL = 1e-5
-# Rodas5P's, BDF's and RadauIIA5's own interpolants are as accurate between steps as at them; Kvaerno5's cubic
-# Hermite and Rosenbrock23's quadratic are lower-order there.
-DENSE_FACTOR = {S.Rodas5P: 10, S.BDF: 10, S.Kvaerno5: 100, S.Rosenbrock23: 100, S.RadauIIA5: 10}
+# Rodas5P's, BDF's and RadauIIA5's own interpolants are as accurate between steps as at them; Kvaerno5's and
+# ROS34PW2's cubic Hermite and Rosenbrock23's quadratic are lower-order there.
+# ROS34PW2 (order 3) takes longer steps at the same rtol than Kvaerno5, so its Hermite is lower still.
+DENSE_FACTOR = {S.Rodas5P: 10, S.BDF: 10, S.Kvaerno5: 100, S.Rosenbrock23: 100, S.ROS34PW2: 300,
+                S.RadauIIA5: 10}
 
 
 def below_09(t, y, k):
@@ -97,7 +99,7 @@ def test_float32_stays_float32(method):
                       saveat=ts, rtol=1e-4, atol=jnp.asarray(1e-4 * FLOOR, jnp.float32))
     assert sol.ys.dtype == jnp.float32 and sol.ts.dtype == jnp.float32 and sol.t_final.dtype == jnp.float32
     assert all(v.dtype == jnp.int32 for v in sol.stats.values())
-    assert max(rel_err(y, r) for y, r in zip(sol.ys, radau()[0][::6])) <= 1e-3
+    assert max(rel_err(y, r) for y, r in zip(sol.ys, radau()[0][::6])) <= 1e-3 * max(1, DENSE_FACTOR[method] / 100)
 
 
 def test_vmap_gives_each_trajectory_its_own_solve():

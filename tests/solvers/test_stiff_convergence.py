@@ -24,7 +24,7 @@ Y0 = np.array([1.0, 0.5, -0.3])
 _Q = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0]
 A = _Q @ np.diag([-1.0, -3.0, -10.0]) @ _Q.T
 # method: coarsest number of steps
-CASES = {S.Rodas5P: 16, S.Kvaerno5: 48, S.Rosenbrock23: 16, S.RadauIIA5: 8}
+CASES = {S.Rodas5P: 16, S.Kvaerno5: 48, S.Rosenbrock23: 16, S.ROS34PW2: 16, S.RadauIIA5: 8}
 
 
 def phi(t, xp=jnp):
