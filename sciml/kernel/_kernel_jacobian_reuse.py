@@ -2,8 +2,10 @@
 
 A Rosenbrock-W method (``RosenbrockTableau.w_method``, e.g. ROS34PW2) keeps its order with any matrix in
 place of ``J`` (Hairer & Wanner, *Solving ODEs II*, Sec. IV.7), and its embedded error estimate stays
-valid, so a Jacobian formed at an earlier step may serve later ones: only ``W = I - h gamma J`` is
-factored again, every attempt, since ``h`` changes. That pays where a Jacobian is dear: for a NumPy
+valid, so a Jacobian formed at an earlier step may serve later ones, and so may the factors of
+``W = I - hf gamma J`` formed for an earlier step ``hf`` (the W-method with ``A = (hf / h) J``) while
+``hf / h`` stays near 1 and ``n`` is large enough for a factorisation to cost more than a few calls;
+else ``W`` is factored again for the new ``h``. That pays where a Jacobian is dear: for a NumPy
 field (``rhs=HOST``) it is ``n + 1`` calls into Python by finite differences (~9 us each), against 4
 calls a step for ROS34PW2. A translated field's Jacobian is compiled code costing less than the
 ``O(n^3)`` factorisation that each step needs anyway, so that kernel forms it every attempt, exactly
@@ -29,8 +31,8 @@ from sciml.kernel._kernel_spec import Ctx, state
 #: solution drifts from where it was formed, without always causing a rejection that would renew it.
 #: Measured (ROS34PW2, NumPy fields, rtol 1e-4 and 1e-6; field calls): HIRES and OREGO take about the
 #: same calls with 12 or 50 (7797 / 7817, 9098 / 9070 at 1e-6) but 1.7-2.3x more with 1000; Van der
-#: Pol (mu = 1e3) and ROBER are within 2 % between 12 and 50, and every setting is 10-20 % under a
-#: Jacobian every step; the linear 100-point heat equation (a Jacobian is 101 calls, a step 4) takes
+#: Pol (mu = 1e3) and ROBER are within 3 % between 12 and 50, and 12-17 % under a Jacobian every step
+#: at 1e-6; the linear 100-point heat equation (a Jacobian is 101 calls, a step 4) takes
 #: 3 Jacobians with 50 instead of 10 with 12.
 MAX_AGE = 50
 #: The factors of ``I - hf gamma J`` serve a step ``h`` with ``HF_LOW <= hf / h <= HF_HIGH``: that is
@@ -39,7 +41,7 @@ MAX_AGE = 50
 #: the band, against 0 for ``A = J``). Only for ``n >= FACTOR_REUSE_N``: the other ``A`` costs some
 #: rejections (ROBER at rtol 1e-6: 5862 calls instead of 3962), which pay only where a factorisation
 #: costs more than a few calls (~0.1 ms at n = 100, where the heat equation's 114 steps then take 13
-#: factorisations instead of 114 and half the time).
+#: factorisations instead of 114, and about a third less time).
 HF_LOW, HF_HIGH = 0.8, 1.25
 FACTOR_REUSE_N = 64
 
