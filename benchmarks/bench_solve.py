@@ -12,7 +12,9 @@ Workloads (float64, Tsit5 / diffrax Tsit5 / scipy RK45, rtol = atol = 1e-6, t in
 
   * `sciml.solve_ivp` on a NumPy field (which JAX cannot trace: the kernel's loop with the field called
     back into Python) vs scipy's RK45 and BDF on the same field at the same tolerances, on LV and on a
-    100-point heat equation (see `numpy_field_rows`).
+    100-point heat equation (see `numpy_field_rows`);
+  * ROBER through `sciml.solve_ivp` with scipy's stiff names "LSODA" and "Radau", NumPy and jax.numpy
+    fields, vs scipy's LSODA and Radau (see `rober_rows`).
 
 Targets (issue "ODE solving", checked on the default backend): per-call time <= 0.5x diffrax's,
 compile time <= 0.5x diffrax's,
@@ -202,6 +204,43 @@ def numpy_field_rows(repeats: int) -> list[list]:
     return rows
 
 
+def rober_rows(repeats: int) -> list[list]:
+    """ROBER (t to 1e5, rtol 1e-6, atol = rtol * floor) through `sciml.solve_ivp` with scipy's stiff names
+    "LSODA" (sciml's AutoSwitch) and "Radau" (RadauIIA5) vs scipy's LSODA and Radau on a NumPy field:
+    sciml with the same NumPy field (the Python-field path) and with the `jax.numpy` field (the traced
+    path). Error: the final state against the stored Radau@1e-12 reference, relative above the floor."""
+    from tests.solvers.stiff_problems import PROBLEMS, reference, relative_error
+
+    rober = PROBLEMS["rober"]
+    ref = reference("rober")
+    k = tuple(float(v) for v in rober.args)
+
+    def rober_np(t, y):
+        return rober.f(t, y, k, xp=np)
+
+    def rober_jnp(t, y):
+        return rober.f(t, y, k)
+
+    common = dict(t_span=(0.0, rober.t1), y0=rober.y0, rtol=1e-6, atol=1e-6 * rober.floor)
+    rows = []
+    for method in ("LSODA", "Radau"):
+        for label, field in (("ROBER numpy", rober_np), ("ROBER jnp", rober_jnp)):
+            def peer(m=method):
+                return scipy_solve_ivp(rober_np, method=m, **common)
+
+            def ours(m=method, field=field):
+                return sciml.solve_ivp(field, method=m, **common)
+
+            start = time.perf_counter()
+            first = ours()
+            first_call = time.perf_counter() - start
+            errs = [f"{relative_error(r.y[:, -1], ref, rober.floor):.1e}" for r in (peer(), first)]
+            t_ours, t_peer = interleaved_medians([(ours, ()), (peer, ())], repeats)
+            rows.append([label, f"scipy {method}", us(t_peer), f"{method}: " + us(t_ours), f"{t_ours / t_peer:.3f}",
+                         "-", ms(first_call), "-", *errs])
+    return rows
+
+
 def main(argv: list[str] | None = None) -> list[list]:
     """Print the table and the verdicts; return the rows (for `benchmarks/run.py`)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -210,9 +249,10 @@ def main(argv: list[str] | None = None) -> list[list]:
     print(f"Lotka-Volterra, Tsit5, rtol=atol={TOL}, on {jax.devices()[0].device_kind} (jax {jax.__version__})")
     rows = jitted_rows(args.repeats) + facade_rows(args.repeats)
     numpy_rows = numpy_field_rows(args.repeats)
+    stiff_rows = rober_rows(args.repeats)
     header = ["workload", "peer", "peer", "sciml", "ratio", "compile peer", "compile sciml", "ratio",
               "err peer", "err sciml"]
-    print(table(header, rows + numpy_rows, [22, 10, 10, 19, 6, 12, 13, 6, 9, 9]))
+    print(table(header, rows + numpy_rows + stiff_rows, [22, 10, 10, 19, 6, 12, 13, 6, 9, 9]))
     print("(the default backend runs sciml's generated C kernel for these solves; its first build costs a C\n"
           " compile, cached on disk after: run twice, or with SCIML_CACHE_DIR set to an empty folder for a cold start)")
     per_call = max(float(r[4]) for r in rows[:2])
@@ -226,7 +266,9 @@ def main(argv: list[str] | None = None) -> list[list]:
         speedup = 1 / float(row[4])
         print(f"target NumPy field >= 2x scipy, {row[0]} vs {row[1]}: {speedup:.1f}x -> "
               f"{'met' if speedup >= 2 else 'NOT met'}")
-    return rows + numpy_rows
+    for row in stiff_rows:
+        print(f"{row[0]} vs {row[1]}: {1 / float(row[4]):.1f}x faster, error {row[9]} vs scipy's {row[8]}")
+    return rows + numpy_rows + stiff_rows
 
 
 if __name__ == "__main__":
