@@ -8,7 +8,7 @@ from sciml.kernel._ctypes import UnsupportedDtypeError
 from sciml.ensemble._reductions import Counts, Extrema, Fold, Histogram, MeanVar, MinMax, Moments, Reduction
 from sciml.ensemble._solution import EnsembleSolution
 from sciml.ensemble._solve_ensemble import BACKENDS, solve_ensemble
-from sciml.ensemble._streaming import StreamedEnsemble
+from sciml.ensemble._streamed_result import StreamedEnsemble
 from sciml.kernel._translate import UnsupportedPrimitiveError
 
 __all__ = ["solve_ensemble", "EnsembleSolution", "BACKENDS", "UnsupportedPrimitiveError",

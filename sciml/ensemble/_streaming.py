@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -30,48 +30,8 @@ from sciml import _validate as V
 from sciml._problem import Options, Problem
 from sciml.ensemble._reductions import Reduction, count_dtype
 from sciml.ensemble._solution import EnsembleSolution
+from sciml.ensemble._streamed_result import StreamedEnsemble, nonzero_counts
 from sciml.solvers._status import SolveError, Status, describe
-
-
-@dataclasses.dataclass(frozen=True)
-class StreamedEnsemble:
-    """What a streamed `sciml.solve_ensemble` with ``output=`` or ``reduce=`` returns.
-
-    Attributes:
-        value: ``reduce``'s result (e.g. `sciml.ensemble.Moments`), or without ``reduce`` the outputs of
-            every trajectory concatenated in trajectory order (NumPy arrays in host memory, leading axis
-            ``n_trajectories``).
-        status_counts: ``{status name: number of trajectories}`` over the whole ensemble, for every
-            :class:`sciml.Status` (reductions fold only the successful trajectories; these say how many
-            were left out and why).
-        n_trajectories: the number of trajectories solved.
-        first_failure: the index of the first failed trajectory, or None.
-    """
-
-    value: Any
-    status_counts: dict
-    n_trajectories: int
-    first_failure: int | None
-    failure_message: str | None = None
-
-    @property
-    def success(self) -> bool:
-        """True when every trajectory reached ``t1`` or a terminal event."""
-        return self.first_failure is None
-
-    def message(self) -> str:
-        """A summary of the statuses, naming the first failed trajectory and why it failed."""
-        if self.first_failure is None:
-            return f"All {self.n_trajectories} trajectories succeeded."
-        failed = sum(c for name, c in self.status_counts.items() if name not in ("SUCCESS", "EVENT"))
-        return (f"{failed} of {self.n_trajectories} trajectories failed ({_nonzero(self.status_counts)}); the "
-                f"first (index {self.first_failure}): {self.failure_message}")
-
-    def raise_if_failed(self) -> "StreamedEnsemble":
-        """Raise :class:`sciml.SolveError` if any trajectory failed; return ``self`` otherwise."""
-        if not self.success:
-            raise SolveError(self.message())
-        return self
 
 
 def check_streaming(batch_size, output, reduce, progress) -> None:
@@ -375,7 +335,7 @@ def _finish_chunk(pending, gathered, n, lanes, throw, bar, options):
         counts, first, message = _status_summary(state[1], n, options)
         if first is not None:
             raise SolveError(f"trajectory {first} of {n} failed (the streamed solve stopped after trajectories "
-                             f"0..{start + count - 1}; {_nonzero(counts)} so far): {message}")
+                             f"0..{start + count - 1}; {nonzero_counts(counts)} so far): {message}")
 
 
 def _to_host(x) -> np.ndarray:
@@ -395,10 +355,6 @@ def _status_summary(status_state, n, options) -> tuple[dict, int | None, str | N
     message = describe(int(host["first_status"]), float(host["first_t"]), abs(float(host["first_dt"])),
                        options.max_steps, time_dtype=np.dtype(host["first_t"].dtype).name)
     return counts, first, message[0].upper() + message[1:]
-
-
-def _nonzero(counts: dict) -> str:
-    return ", ".join(f"{name}: {c}" for name, c in counts.items() if c)
 
 
 def _progress_bar(n: int):
