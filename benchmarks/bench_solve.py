@@ -168,7 +168,7 @@ def numpy_field_rows(repeats: int) -> list[list]:
     expm for the heat equation). scipy's BDF is compared with sciml's Rodas5P and ROS34PW2 (its stiff
     methods in the kernel; ROS34PW2, a W-method, keeps its Jacobian across steps), both given the same
     `vectorized` / `jac_sparsity` where a row says so; the last row (sciml's BDF, which the kernel does
-    not run) is the XLA loop with the field as a `jax.pure_callback`, for scale."""
+    not run) is the XLA loop with the field as a host call (`sciml/kernel/_host_call.py`), for scale."""
     from scipy.linalg import expm
 
     lap = (np.diag(np.full(HEAT_N, -2.0)) + np.diag(np.ones(HEAT_N - 1), 1) + np.diag(np.ones(HEAT_N - 1), -1))
