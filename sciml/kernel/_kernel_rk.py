@@ -7,7 +7,7 @@ serves every explicit method in `sciml.solvers`.
 
 from __future__ import annotations
 
-from sciml.kernel._kernel_spec import Ctx, KernelMethod, combine, state
+from sciml.kernel._kernel_spec import Ctx, KernelMethod, combine, hermite, state
 from sciml.solvers._explicit_rk import ExplicitRK
 
 
@@ -57,15 +57,10 @@ class ExplicitRKKernel(KernelMethod):
         return lines + ["}"]
 
     def dense(self, ctx: Ctx) -> list[str]:
-        tab, n, R = self.tab, ctx.n, ctx.R
+        tab = self.tab
         f1 = self.f1_array or "f1"
-        if tab.b_dense is None:  # cubic Hermite, as `sciml.solvers._base.hermite`
-            return [f"for (int j = 0; j < {n}; ++j)"] + ["    " + x for x in ctx.lanes(
-                "const sciml_real dy = y1[j][l] - y[j][l];",
-                "dc[0][j][l] = y[j][l];",
-                "dc[1][j][l] = h[l] * f0[j][l];",
-                f"dc[2][j][l] = {R(3)} * dy - h[l] * ({R(2)} * f0[j][l] + {f1}[j][l]);",
-                f"dc[3][j][l] = {R(-2)} * dy + h[l] * (f0[j][l] + {f1}[j][l]);")]
+        if tab.b_dense is None:
+            return hermite(ctx, f1)
         ks = list(self.stages)
         lines = []
         for r, (c, row) in enumerate(zip(tab.c_extra, tab.a_extra)):

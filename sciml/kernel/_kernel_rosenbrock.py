@@ -21,7 +21,7 @@ import numpy as np
 
 from sciml.kernel import _kernel_jacobian_reuse as jacobian_reuse
 from sciml.kernel._kernel_callback import host_jacobian_source, is_host
-from sciml.kernel._kernel_spec import Ctx, KernelMethod, arg_inputs, combine, lane_function, state
+from sciml.kernel._kernel_spec import Ctx, KernelMethod, arg_inputs, combine, hermite, lane_function, state
 from sciml.kernel._translate import Translator
 
 
@@ -71,11 +71,11 @@ class RosenbrockKernel(KernelMethod):
 
     def step(self, ctx: Ctx) -> list[str]:
         tab, us, n, R = self.tab, self.us, ctx.n, ctx.R
-        lines = ["sciml_jac_host(t, y, f0, dir, W, dfdt);" if is_host(ctx.spec) else "sciml_jac(t, y, &P, dir, W, dfdt);"]
-        lines += _iteration_matrix(ctx, tab.gamma, self.mass)
-        lines.append("sciml_lu_factor(W, piv);")
+        factor = _iteration_matrix(ctx, tab.gamma, self.mass) + ["sciml_lu_factor(W, piv);"]
         if jacobian_reuse.reuses_jacobian(tab, ctx):   # a W-method keeps J (in Jk, dk) and its factors
-            lines = jacobian_reuse.step_head(ctx, tab.gamma, lines[0].replace("W, dfdt", "Jk, dk"), lines[1:])
+            lines = jacobian_reuse.step_head(ctx, tab.gamma, _jacobian_call(ctx, "Jk", "dk"), factor)
+        else:
+            lines = [_jacobian_call(ctx, "W", "dfdt")] + factor
         for i in range(tab.stages):
             if i == 0:
                 lines += combine(ctx, "rhs", "f0", [], [])
@@ -97,8 +97,8 @@ class RosenbrockKernel(KernelMethod):
         return lines
 
     def dense(self, ctx: Ctx) -> list[str]:
-        if self.tab.dense is None:   # cubic Hermite, as `sciml.solvers._base.hermite`
-            return _hermite(ctx)
+        if self.tab.dense is None:
+            return hermite(ctx)
         lines = combine(ctx, "dc[0]", "y", [], [])
         for p, row in enumerate(self.tab.dense):
             lines += combine(ctx, f"dc[{p + 1}]", None, row, self.us, scale=ctx.R(1))
@@ -108,6 +108,13 @@ class RosenbrockKernel(KernelMethod):
         if jacobian_reuse.reuses_jacobian(self.tab, ctx):   # njev: the host path reports the field's count
             return ["n_attempt[l]", "n_lu[l]"]
         return ["n_attempt[l]", "n_attempt[l]"]   # one Jacobian and one factorisation per step attempt
+
+
+def _jacobian_call(ctx: Ctx, J: str, dfdt: str) -> str:
+    """The C call that fills ``J`` with df/dy and ``dfdt`` with df/dt at ``(t, y)``."""
+    if is_host(ctx.spec):
+        return f"sciml_jac_host(t, y, f0, dir, {J}, {dfdt});"
+    return f"sciml_jac(t, y, &P, dir, {J}, {dfdt});"
 
 
 def _iteration_matrix(ctx: Ctx, gamma: float, mass) -> list[str]:
@@ -133,16 +140,6 @@ def _plus_mass_times(ctx: Ctx, mass, dst: str, base: str, v: str) -> list[str]:
                  for k in np.flatnonzero(mass[j])]
         body.append(f"{dst}[{j}][l] = {base}[{j}][l]" + (f" + ({' + '.join(terms)})" if terms else "") + ";")
     return ctx.lanes(*body)
-
-
-def _hermite(ctx: Ctx) -> list[str]:
-    """``dc`` of the cubic Hermite polynomial of the step from ``y``, ``y1``, ``f0`` and ``f1``."""
-    return ctx.lanes(f"for (int j = 0; j < {ctx.n}; ++j) {{",
-                     "    const sciml_real dy = y1[j][l] - y[j][l];",
-                     "    dc[0][j][l] = y[j][l]; dc[1][j][l] = h[l] * f0[j][l];",
-                     f"    dc[2][j][l] = {ctx.R(3)} * dy - h[l] * ({ctx.R(2)} * f0[j][l] + f1[j][l]);",
-                     f"    dc[3][j][l] = {ctx.R(-2)} * dy + h[l] * (f0[j][l] + f1[j][l]);",
-                     "}")
 
 
 def _jacobian_function(ctx: Ctx) -> str:

@@ -132,6 +132,18 @@ def combine(ctx: Ctx, dst: str, base: str | None, weights, ks, scale: str = "h[l
     return [f"for (int j = 0; j < {ctx.n}; ++j) {LANES} {dst}[j][l] = {value};"]
 
 
+def hermite(ctx: Ctx, f1: str = "f1") -> list[str]:
+    """``dc``, the cubic Hermite polynomial of the step from ``y``, ``y1``, ``f0`` and ``f1`` (the dense
+    output of a method without its own), as `sciml.solvers._base.hermite`."""
+    R = ctx.R
+    return [f"for (int j = 0; j < {ctx.n}; ++j)"] + ["    " + x for x in ctx.lanes(
+        "const sciml_real dy = y1[j][l] - y[j][l];",
+        "dc[0][j][l] = y[j][l];",
+        "dc[1][j][l] = h[l] * f0[j][l];",
+        f"dc[2][j][l] = {R(3)} * dy - h[l] * ({R(2)} * f0[j][l] + {f1}[j][l]);",
+        f"dc[3][j][l] = {R(-2)} * dy + h[l] * (f0[j][l] + {f1}[j][l]);")]
+
+
 def stat_names(method: KernelMethod) -> tuple[str, ...]:
     """Names of the integer outputs of each trajectory, in order."""
     return ("status", "nfev", "naccept", "nreject") + tuple(method.stat_names)
