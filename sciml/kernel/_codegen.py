@@ -253,7 +253,7 @@ def _trajectory(spec: KernelSpec, method: KernelMethod, ctx: Ctx) -> str:
     loop += method.step(ctx)
     loop += lanes("t_new[l] = last[l] ? s1 : t[l] + hs[l];")
     if spec.adaptive:
-        loop += _controller(ctx, method)
+        loop += _controller(ctx, method) + method.after_step(ctx)
     else:
         loop += lanes("int finite = 1;", f"for (int j = 0; j < {n}; ++j) finite = finite && isfinite(y1[j][l]);",
                       "nonfinite[l] = !finite;", "accept[l] = finite;", "dt_next[l] = dt[l];")
@@ -283,7 +283,7 @@ def _trajectory(spec: KernelSpec, method: KernelMethod, ctx: Ctx) -> str:
     loop += lanes(*update)
     b += ["for (;;) {"] + ["    " + line for line in loop] + ["}"]
     nfev = (f"1 + {int(spec.auto_dt0)} + {method.fevals_per_step} * n_attempt[l] + {int(not method.fsal)} * n_accept[l]"
-            f" + {method.fevals_dense} * n_dense[l]")
+            f" + {method.fevals_dense} * n_dense[l]" + "".join(f" + {x}" for x in method.fevals_counted(ctx)))
     stats = ["status[l]", nfev, "n_accept[l]", "n_attempt[l] - n_accept[l]"] + method.counters(ctx)
     width = len(stats)
     b += lanes("if (!live[l]) continue;",

@@ -111,6 +111,17 @@ class KernelMethod:
         """C expressions (of lane ``l``) of the extra statistics named in ``stat_names``."""
         return []
 
+    def after_step(self, ctx: Ctx) -> list[str]:
+        """Loop lines after the controller's decision (adaptive solves): a method that chooses its own
+        steps (BDF: step size and order from its differences) sets ``dt_next[l]`` here from ``accept[l]``
+        and ``err[l]``, as its Python ``after_step`` does in the XLA loop, and updates its state."""
+        return []
+
+    def fevals_counted(self, ctx: Ctx) -> list[str]:
+        """C expressions (of lane ``l``) of evaluations of ``f`` the method counts itself (a Newton
+        iteration's vary), added to ``nfev``."""
+        return []
+
 
 def state(name: str, ctx: Ctx) -> str:
     """The declaration of a state-sized array over the lanes."""

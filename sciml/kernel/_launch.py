@@ -26,6 +26,7 @@ from sciml.kernel._ctypes import UnsupportedDtypeError
 from sciml.kernel._kernel_control import kernel_controller
 from sciml.kernel._kernel_init import apply_init, initialise
 from sciml.kernel._kernel_rk import ExplicitRKKernel
+from sciml.kernel._kernel_bdf import bdf_kernel
 from sciml.kernel._kernel_rosenbrock import rosenbrock_kernel
 from sciml.solvers._explicit_rk import ExplicitRK
 
@@ -36,9 +37,14 @@ def kernel_method(solver) -> KernelMethod:
         return ExplicitRKKernel(solver)
     method = rosenbrock_kernel(solver)
     if method is None:
+        try:
+            method = bdf_kernel(solver)
+        except ValueError as err:   # a BDF option the kernel does not run: say which
+            raise ValueError(f"{err}; got `solver={solver!r}`. Use `backend=\"jax\"` for it.") from None
+    if method is None:
         raise ValueError(
             f"the kernel backends (`backend=\"c\"`, `\"cupy\"`) run the explicit Runge-Kutta methods, "
-            f"Rodas5P and ROS34PW2; got `solver={solver!r}`. Use `backend=\"jax\"` for it.")
+            f"Rodas5P, ROS34PW2 and BDF; got `solver={solver!r}`. Use `backend=\"jax\"` for it.")
     return method
 
 
