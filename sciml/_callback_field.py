@@ -8,8 +8,8 @@ silently, ``backend="jax"`` raises), and its later calls come straight here. A P
 * in the generated C kernel (`sciml.kernel.solve_python_field`): the kernel's loop, ``fun`` called
   through a ``ctypes`` function pointer, every accepted step (and its dense output) handed back the
   same way, Jacobians for Rosenbrock methods from `PythonField.jacobian` (the user's ``jac``, else
-  finite differences, grouped by ``jac_sparsity``); the fast path, for every call without events with
-  an explicit Runge-Kutta method or Rodas5P and a float32/float64 state, else
+  finite differences, grouped by ``jac_sparsity``); the fast path, for every call with an explicit
+  Runge-Kutta method, Rodas5P, ROS34PW2 or BDF and a float32/float64 state, else
 * in the jitted XLA loop with ``fun`` (and the events) as host calls (`sciml.kernel._host_call`:
   `jax.pure_callback`'s contract at ~1/9 of its cost on CPU) whose derivative is the same Jacobian:
   every feature of the traced path (events, every method, complex states), at some 20 us (CPU) per
@@ -36,6 +36,8 @@ _DTYPES: dict = {}
 #: exceptions raised by ``fun`` inside the XLA loop's callbacks during the current solve (XLA would
 #: otherwise turn them into a runtime error without the user's traceback)
 _XLA_ERRORS: list = []
+#: calls of ``fun`` by the XLA loop's callbacks during the current solve (its reported ``nfev``)
+_XLA_CALLS: list = [0]
 
 
 class PythonField:
@@ -195,12 +197,16 @@ def solve_with_callback(call, fun, vectorized: bool, error: Exception | None, so
                                   events=options.events and tuple(
                                       dataclasses.replace(e, cond=_callback_event(e.cond)) for e in options.events))
     _XLA_ERRORS.clear()
+    _XLA_CALLS[0] = 0
     try:
         res = solve_traced(dataclasses.replace(call, problem=problem, options=options))
     finally:
         failed, _XLA_ERRORS[:] = list(_XLA_ERRORS), []
     if failed:
         raise failed[0]
+    # every call of `fun`, the finite-difference Jacobians' included, as the kernel path counts them (the
+    # solvers' own nfev leaves out the calls of a Jacobian, which for a traced field cost none)
+    res["nfev"] = _XLA_CALLS[0]
     return res
 
 
@@ -267,8 +273,15 @@ def _callback_field(fun, vectorized: bool, dtype: str, jac=None, sparsity=None):
         def host(dynamic) -> PythonField:
             return PythonField(fun, tuple(rebuild(dynamic)), y.size, out_dtype, vectorized, jac=jac, sparsity=sparsity)
 
+        def evaluate(name, t, y, *dynamic):
+            field = host(dynamic)
+            try:
+                return getattr(field, name)(t.item(), np.array(y))
+            finally:
+                _XLA_CALLS[0] += field.nfev
+
         def call(name, shapes, t, y, dynamic):
-            run = _guarded(lambda t, y, *d: getattr(host(d), name)(t.item(), np.array(y)), shapes)
+            run = _guarded(functools.partial(evaluate, name), shapes)
             return host_call(run, shapes, t, y, *dynamic, vmap_method="sequential")
 
         vector = jax.ShapeDtypeStruct(y.shape, out_dtype)

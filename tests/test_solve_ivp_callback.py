@@ -123,6 +123,24 @@ def test_jac_and_jac_sparsity_serve_a_numpy_field():
     assert sparse.nfev < plain.nfev / 5 and exact_jac.nfev < sparse.nfev
 
 
+@pytest.mark.parametrize("method", ["BDF", "Radau"])   # the kernel; the XLA loop with `fun` as a host call
+def test_nfev_counts_every_call_of_fun_the_jacobians_included(method):
+    calls = []
+
+    def stiff_linear(t, y):
+        calls.append(t)
+        return np.array([-1000.0 * y[0] + y[1], -y[1]])
+
+    def solve():
+        return sciml.solve_ivp(stiff_linear, (0.0, 1.0), np.array([1.0, 1.0]), method=method, rtol=1e-3, atol=1e-6)
+
+    solve()         # a new field is traced once and probed for its dtype: calls outside any solve's count
+    calls.clear()
+    res = solve()
+    assert res.success and res.njev >= 1
+    assert res.nfev == len(calls)
+
+
 class FieldError(RuntimeError):
     pass
 

@@ -218,6 +218,7 @@ def _trajectory(spec: KernelSpec, method: KernelMethod, ctx: Ctx) -> str:
           "int status[SCIML_LANES], last[SCIML_LANES], accept[SCIML_LANES], active[SCIML_LANES], "
           "nonfinite[SCIML_LANES];",
           "long long n_attempt[SCIML_LANES], n_accept[SCIML_LANES], n_dense[SCIML_LANES];",
+          *(["int newton_failing[SCIML_LANES];"] if method.newton_ok is not None else []),
           f"const sciml_time snap = {T(64 * eps)} * SCIML_MAX({ctx.tf('fabs')}(s0), {ctx.tf('fabs')}(s1));"]
     control = kernel_controller(spec.controller) if spec.adaptive else None
     if control is not None:
@@ -234,6 +235,7 @@ def _trajectory(spec: KernelSpec, method: KernelMethod, ctx: Ctx) -> str:
                f"for (int j = 0; j < {n}; ++j) if (live[l] && !(isfinite(y[j][l]) && isfinite(f0[j][l]))) "
                f"status[l] = {int(Status.NONFINITE)};",
                "n_attempt[l] = 0; n_accept[l] = 0; n_dense[l] = 0;",
+               *(["newton_failing[l] = 0;"] if method.newton_ok is not None else []),
                *(control.init(ctx) if control is not None else []))
     if spec.save:
         b += lanes("save[l] = 0;",
@@ -264,14 +266,24 @@ def _trajectory(spec: KernelSpec, method: KernelMethod, ctx: Ctx) -> str:
         loop += _save(ctx, method)
     if is_host(spec):
         loop += host_record(ctx, method)
-    update = ["if (!active[l]) continue;",
-              f"if (accept[l]) for (int j = 0; j < {n}; ++j) if (!isfinite({f1}[j][l])) "
-              f"status[l] = {int(Status.NONFINITE)};"]
+    # An implicit method whose Newton iteration keeps failing shrinks the step until it underflows or its
+    # matrix is singular and the state NaN: both are Newton's failure (`sciml.solvers._loop`'s rule).
+    newton = method.newton_ok is not None
+    nonfinite_cause = f"(newton ? {int(Status.NEWTON_FAILED)} : {int(Status.NONFINITE)})" if newton else str(
+        int(Status.NONFINITE))
+    update = ["if (!active[l]) continue;"]
+    if newton:
+        update.append(f"const int newton = !({method.newton_ok}) || newton_failing[l];")
+    update.append(f"if (accept[l]) for (int j = 0; j < {n}; ++j) if (!isfinite({f1}[j][l])) "
+                  f"status[l] = {nonfinite_cause};")
     if control is not None:
-        update += [f"if (!accept[l] && t[l] + dt_next[l] <= t[l]) status[l] = nonfinite[l] ? "
-                   f"{int(Status.NONFINITE)} : {int(Status.DT_UNDERFLOW)};", *control.update(ctx)]
+        cause = f"nonfinite[l] ? {int(Status.NONFINITE)} : {int(Status.DT_UNDERFLOW)}"
+        cause = f"newton ? {int(Status.NEWTON_FAILED)} : ({cause})" if newton else cause
+        update += [f"if (!accept[l] && t[l] + dt_next[l] <= t[l]) status[l] = {cause};", *control.update(ctx)]
     else:
-        update.append(f"if (nonfinite[l]) status[l] = {int(Status.NONFINITE)};")
+        update.append(f"if (nonfinite[l]) status[l] = {nonfinite_cause};")
+    if newton:
+        update.append("newton_failing[l] = !accept[l] && newton;")
     update += ["++n_attempt[l];",
                "if (accept[l]) {",
                "    t[l] = t_new[l];",

@@ -68,6 +68,7 @@ class BDFKernel(KernelMethod):
     fevals_dense = 0
     dense_degree = MAX_ORDER
     f1_array = "bdf_f1"
+    newton_ok = "(bdf_conv[l] || bdf_bad[l])"
     #: the jacobian of a translated field: as the Rosenbrock kernel forms it (df/dt unused here)
     jacobian_jaxpr = RosenbrockKernel.jacobian_jaxpr
 

@@ -94,6 +94,10 @@ class KernelMethod:
     dense_degree: int
     f1_array: str | None
     stat_names: tuple[str, ...] = ()
+    #: for an implicit method: the C expression (of lane ``l``) that is true when the step's Newton
+    #: iteration converged or became non-finite (`sciml.solvers._base.Step.ok`); a step size that
+    #: underflows while Newton fails then ends as NEWTON_FAILED, as in the XLA loop
+    newton_ok: str | None = None
 
     def helpers(self, ctx: Ctx) -> list[str]:
         return []
