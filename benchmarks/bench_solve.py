@@ -167,9 +167,9 @@ def numpy_field_rows(repeats: int) -> list[list]:
     atol=1e-9 for the heat equation), each with its error against a reference (DOP853 at 1e-13 for LV,
     expm for the heat equation). scipy's BDF is compared with sciml's Rodas5P and ROS34PW2 (its stiff
     methods in the kernel; ROS34PW2, a W-method, keeps its Jacobian across steps), both given the same
-    `vectorized` / `jac_sparsity` where a row says so; the last row is scipy's BDF vs sciml's BDF (the
-    same algorithm, in the kernel since `sciml/kernel/_kernel_bdf.py`; its local error is held to 0.05
-    times the tolerances, so it takes more steps)."""
+    `vectorized` / `jac_sparsity` where a row says so, and with sciml's BDF (the same algorithm, in the
+    kernel, `sciml/kernel/_kernel_bdf.py`; its local error is held to 0.05 times the tolerances, so it
+    takes more steps). The issue's target (>= 2x) is for the rows with the same method on both sides."""
     from scipy.linalg import expm
 
     lap = (np.diag(np.full(HEAT_N, -2.0)) + np.diag(np.ones(HEAT_N - 1), 1) + np.diag(np.ones(HEAT_N - 1), -1))
@@ -179,14 +179,15 @@ def numpy_field_rows(repeats: int) -> list[list]:
     cases = [("LV numpy", lv, _reference(TS), "RK45", "RK45", {}),
              ("LV numpy", lv, _reference(TS), "BDF", "Rodas5P", {}),
              ("LV numpy", lv, _reference(TS), "BDF", "ROS34PW2", {}),
+             ("LV numpy", lv, _reference(TS), "BDF", "BDF", {}),
              ("heat-100 numpy", heat, heat_ref, "RK45", "RK45", {}),
              ("heat-100 numpy", heat, heat_ref, "BDF", "Rodas5P", {}),
              ("heat-100 numpy", heat, heat_ref, "BDF", "ROS34PW2", {}),
+             ("heat-100 numpy", heat, heat_ref, "BDF", "BDF", {}),
              ("heat-100 numpy vec", heat, heat_ref, "BDF", "Rodas5P", {"vectorized": True}),
              ("heat-100 numpy sparse", heat, heat_ref, "BDF", "Rodas5P", {"jac_sparsity": lap != 0}),
              ("LV numpy every step", dict(lv, t_eval=None), None, "RK45", "RK45", {}),
-             ("LV numpy event", dict(lv, events=_lv_event), _reference(TS), "RK45", "RK45", {}),
-             ("heat-100 numpy", heat, heat_ref, "BDF", "BDF", {})]
+             ("LV numpy event", dict(lv, events=_lv_event), _reference(TS), "RK45", "RK45", {})]
     rows = []
     for label, kw, ref, peer_method, our_method, extra in cases:
         def peer(kw=kw, m=peer_method, extra=extra):
@@ -263,10 +264,13 @@ def main(argv: list[str] | None = None) -> list[list]:
     print(f"target compile <= 0.5x diffrax: worst {compile_ratio:.2f}x -> {'met' if compile_ratio <= 0.5 else 'NOT met'}")
     print(f"target solve_ivp >= 20x faster than scipy RK45 (default backend): {1 / facade:.0f}x -> "
           f"{'met' if facade <= 0.05 else 'NOT met'}")
-    for row in numpy_rows[:-1]:   # the last row (XLA loop) is for scale
-        speedup = 1 / float(row[4])
-        print(f"target NumPy field >= 2x scipy, {row[0]} vs {row[1]}: {speedup:.1f}x -> "
-              f"{'met' if speedup >= 2 else 'NOT met'}")
+    for row in numpy_rows:
+        speedup, ours = 1 / float(row[4]), row[3].split(":")[0]
+        if row[1] == f"scipy {ours}":   # the issue's target: the same method's name on both sides
+            print(f"target NumPy field >= 2x scipy, {row[0]}, {ours}: {speedup:.1f}x -> "
+                  f"{'met' if speedup >= 2 else 'NOT met'}")
+        else:
+            print(f"{row[0]}, sciml {ours} vs {row[1]}: {speedup:.1f}x")
     for row in stiff_rows:
         print(f"{row[0]} vs {row[1]}: {1 / float(row[4]):.1f}x faster, error {row[9]} vs scipy's {row[8]}")
     return rows + numpy_rows + stiff_rows
