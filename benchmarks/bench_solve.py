@@ -169,7 +169,8 @@ def numpy_field_rows(repeats: int) -> list[list]:
     methods in the kernel; ROS34PW2, a W-method, keeps its Jacobian across steps), both given the same
     `vectorized` / `jac_sparsity` where a row says so, and with sciml's BDF (the same algorithm, in the
     kernel, `sciml/kernel/_kernel_bdf.py`; its local error is held to 0.05 times the tolerances, so it
-    takes more steps). The issue's target (>= 2x) is for the rows with the same method on both sides."""
+    takes more steps); scipy's Radau with sciml's (RadauIIA5 in the kernel, `sciml/kernel/_kernel_radau.py`).
+    The issue's target (>= 2x) is for the rows with the same method on both sides."""
     from scipy.linalg import expm
 
     lap = (np.diag(np.full(HEAT_N, -2.0)) + np.diag(np.ones(HEAT_N - 1), 1) + np.diag(np.ones(HEAT_N - 1), -1))
@@ -184,6 +185,7 @@ def numpy_field_rows(repeats: int) -> list[list]:
              ("heat-100 numpy", heat, heat_ref, "BDF", "Rodas5P", {}),
              ("heat-100 numpy", heat, heat_ref, "BDF", "ROS34PW2", {}),
              ("heat-100 numpy", heat, heat_ref, "BDF", "BDF", {}),
+             ("heat-100 numpy", heat, heat_ref, "Radau", "Radau", {}),
              ("heat-100 numpy vec", heat, heat_ref, "BDF", "Rodas5P", {"vectorized": True}),
              ("heat-100 numpy sparse", heat, heat_ref, "BDF", "Rodas5P", {"jac_sparsity": lap != 0}),
              ("LV numpy every step", dict(lv, t_eval=None), None, "RK45", "RK45", {}),
