@@ -7,9 +7,9 @@ silently, ``backend="jax"`` raises), and its later calls come straight here. A P
 
 * in the generated C kernel (`sciml.kernel.solve_python_field`): the kernel's loop, ``fun`` called
   through a ``ctypes`` function pointer, every accepted step (and its dense output) handed back the
-  same way, Jacobians for Rosenbrock methods from `PythonField.jacobian` (the user's ``jac``, else
+  same way, Jacobians for the stiff methods from `PythonField.jacobian` (the user's ``jac``, else
   finite differences, grouped by ``jac_sparsity``); the fast path, for every call with an explicit
-  Runge-Kutta method, Rodas5P, ROS34PW2 or BDF and a float32/float64 state, else
+  Runge-Kutta method, Rodas5P, ROS34PW2, BDF or RadauIIA5 and a float32/float64 state, else
 * in the jitted XLA loop with ``fun`` (and the events) as host calls (`sciml.kernel._host_call`:
   `jax.pure_callback`'s contract at ~1/9 of its cost on CPU) whose derivative is the same Jacobian:
   every feature of the traced path (events, every method, complex states), at some 20 us (CPU) per
