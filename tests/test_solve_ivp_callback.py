@@ -141,6 +141,17 @@ def test_nfev_counts_every_call_of_fun_the_jacobians_included(method):
     assert res.nfev == len(calls)
 
 
+def test_a_thousand_state_numpy_field_runs_in_every_stiff_kernel():
+    """Their n x n matrices (8 MB each at n = 1000) are kept off the stack, which they would overflow."""
+    def decay(t, y):
+        return -np.asarray(y)
+
+    for method in ("Rodas5P", "ROS34PW2", "BDF", "Radau"):
+        res = sciml.solve_ivp(decay, (0.0, 1e-3), np.ones(1000), method=method, rtol=1e-3, atol=1e-6)
+        assert res.success and res.nfev > 1000   # one finite-difference Jacobian: the kernel's path
+        np.testing.assert_allclose(res.y[:, -1], np.exp(-1e-3), rtol=1e-5)
+
+
 class FieldError(RuntimeError):
     pass
 

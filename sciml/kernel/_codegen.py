@@ -58,8 +58,9 @@ def kernel_body(spec: KernelSpec, method: KernelMethod) -> str:
         parts.append(_error_norm(ctx))
     if spec.auto_dt0:
         parts.append(_initial_step(ctx, guess_order(method, spec.controller)))
+    trajectory = _trajectory(spec, method, ctx)   # first: it refuses what the kernel cannot hold, cheaply
     parts += method.helpers(ctx)
-    parts.append(_trajectory(spec, method, ctx))
+    parts.append(trajectory)
     return "\n".join(parts) + "\n"
 
 

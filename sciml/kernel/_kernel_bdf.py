@@ -30,7 +30,7 @@ import numpy as np
 
 from sciml.kernel._kernel_callback import host_jacobian_source, is_host
 from sciml.kernel._kernel_rosenbrock import RosenbrockKernel, _jacobian_function, _lu_functions
-from sciml.kernel._kernel_spec import Ctx, KernelMethod, state
+from sciml.kernel._kernel_spec import Ctx, KernelMethod, matrices, state
 from sciml.solvers import _newton
 from sciml.solvers.bdf import _BASIS, _U, ALPHA, BDF, ERROR_CONST, GAMMA, MAX_FACTOR, MAX_ORDER, MIN_FACTOR, ROWS
 
@@ -90,7 +90,7 @@ class BDFKernel(KernelMethod):
         return [
             f"sciml_real bdf_D[{ROWS}][{n}][SCIML_LANES], bdf_Dw[{ROWS}][{n}][SCIML_LANES], "
             f"bdf_co[{MAX_ORDER + 1}][{n}][SCIML_LANES];",
-            f"sciml_real bdf_J[{n}][{n}][SCIML_LANES], bdf_W[{n}][{n}][SCIML_LANES];",
+            matrices(ctx, ["bdf_J", "bdf_W"], "BDF"),
             f"int bdf_piv[{n}][SCIML_LANES];",
             *[state(v, ctx) for v in vectors],
             "sciml_real bdf_c[SCIML_LANES], bdf_lu_c[SCIML_LANES], bdf_eta[SCIML_LANES], bdf_norm_old[SCIML_LANES], "

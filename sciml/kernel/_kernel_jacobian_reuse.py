@@ -24,7 +24,7 @@ whole; ``njev`` of a host solve is the field's own count of the Jacobians it for
 
 from __future__ import annotations
 
-from sciml.kernel._kernel_spec import Ctx, state
+from sciml.kernel._kernel_spec import Ctx, matrices, state
 
 #: Accepted steps a Jacobian serves at most. A stale Jacobian costs no accuracy (the error estimate
 #: holds for any matrix) but on a nonlinear problem it shrinks the steps the controller accepts as the
@@ -56,7 +56,7 @@ def reuses_jacobian(tableau, ctx: Ctx) -> bool:
 def declarations(ctx: Ctx) -> list[str]:
     """The kept Jacobian ``Jk``, ``df/dt`` ``dk``, the step ``hf`` of the factors and the bookkeeping."""
     n = ctx.n
-    return [f"sciml_real Jk[{n}][{n}][SCIML_LANES], hf[SCIML_LANES];", state("dk", ctx),
+    return [matrices(ctx, ["Jk"], "Rosenbrock-W"), "sciml_real hf[SCIML_LANES];", state("dk", ctx),
             "sciml_time jac_t[SCIML_LANES];",
             "int jac_age[SCIML_LANES] = {0}, jac_formed[SCIML_LANES] = {0}, jac_old[SCIML_LANES] = {0};",
             "long long n_lu[SCIML_LANES] = {0};"]

@@ -31,18 +31,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from sciml.kernel._codegen import C_LANES
 from sciml.kernel._kernel_bdf import _table
 from sciml.kernel._kernel_callback import host_jacobian_source, is_host
 from sciml.kernel._kernel_rosenbrock import RosenbrockKernel, _jacobian_function, _lu_functions
-from sciml.kernel._kernel_spec import Ctx, KernelMethod, state
+from sciml.kernel._kernel_spec import Ctx, KernelMethod, matrices, state
 from sciml.solvers import _radau_coefficients as C
 from sciml.solvers.radau import (FIRST_REJECT, HOLD_STEP, MAX_FACTOR, MAX_ITER, MIN_FACTOR, SAFETY, SLOW_RATE,
                                  RadauIIA5)
-
-
-#: the stack a translated field's kernel may take for its matrices (OpenMP threads get a few MiB)
-STACK_BYTES = 4 * 2**20
 
 
 def radau_kernel(solver) -> KernelMethod | None:
@@ -151,18 +146,9 @@ class RadauKernel(KernelMethod):
             raise ValueError("the kernel's `RadauIIA5` chooses its own steps: it needs an adaptive solve")
         n, R, rf = ctx.n, ctx.R, ctx.rf
         eps = float(np.finfo(ctx.spec.state_dtype).eps)
-        # Four n x n matrices per lane: a host kernel (one solve at a time per library, `_kernel_callback`)
-        # keeps them out of the stack, where n in the hundreds would overflow it; a translated field's
-        # kernel (SCIML_LANES per block, OpenMP threads) is refused above STACK_BYTES.
-        storage = "static " if is_host(ctx.spec) else ""
-        size = 4 * n * n * C_LANES * np.dtype(ctx.spec.state_dtype).itemsize
-        if not is_host(ctx.spec) and size > STACK_BYTES:
-            raise ValueError(f"the kernel's `RadauIIA5` keeps four n x n matrices per lane on the stack: n = {n} "
-                             f"needs {size / 2**20:.0f} MiB (at most {STACK_BYTES // 2**20} MiB). Use `backend=\"jax\"` for it.")
         vectors = ["rad_ys", "rad_ur", "rad_ui", "rad_ze", "rad_e", "rad_fe", "rad_f1", "rad_scale", "dfdt"]
         return [
-            f"{storage}sciml_real rad_J[{n}][{n}][SCIML_LANES], rad_Wr[{n}][{n}][SCIML_LANES], "
-            f"rad_Cr[{n}][{n}][SCIML_LANES], rad_Ci[{n}][{n}][SCIML_LANES];",
+            matrices(ctx, ["rad_J", "rad_Wr", "rad_Cr", "rad_Ci"], "RadauIIA5"),
             f"int rad_pr[{n}][SCIML_LANES], rad_pc[{n}][SCIML_LANES];",
             f"sciml_real rad_x[3][{n}][SCIML_LANES], rad_dx[3][{n}][SCIML_LANES], rad_F[3][{n}][SCIML_LANES], "
             f"rad_Z[3][{n}][SCIML_LANES], rad_poly[3][{n}][SCIML_LANES], rad_try[3][{n}][SCIML_LANES];",

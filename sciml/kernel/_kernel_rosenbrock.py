@@ -21,7 +21,7 @@ import numpy as np
 
 from sciml.kernel import _kernel_jacobian_reuse as jacobian_reuse
 from sciml.kernel._kernel_callback import host_jacobian_source, is_host
-from sciml.kernel._kernel_spec import Ctx, KernelMethod, arg_inputs, combine, hermite, lane_function, state
+from sciml.kernel._kernel_spec import Ctx, KernelMethod, arg_inputs, combine, hermite, lane_function, matrices, state
 from sciml.kernel._translate import Translator
 
 
@@ -42,6 +42,7 @@ class RosenbrockKernel(KernelMethod):
 
     def __init__(self, solver):
         self.tab = tab = solver.tableau
+        self.name = type(solver).__name__
         self.order, self.error_order = solver.order, solver.error_order
         self.fevals_per_step = solver.fevals_per_step
         self.dense_degree = len(tab.dense) if tab.dense is not None else 3
@@ -66,7 +67,7 @@ class RosenbrockKernel(KernelMethod):
         n = ctx.n
         arrays = self.us + ["ytmp", "fi", "acc", "rhs", "dfdt"] + (["yerr"] if ctx.spec.adaptive else [])
         return ([state(name, ctx) for name in arrays]
-                + [f"sciml_real W[{n}][{n}][SCIML_LANES], hg[SCIML_LANES];", f"int piv[{n}][SCIML_LANES];"]
+                + [matrices(ctx, ["W"], self.name), "sciml_real hg[SCIML_LANES];", f"int piv[{n}][SCIML_LANES];"]
                 + (jacobian_reuse.declarations(ctx) if jacobian_reuse.reuses_jacobian(self.tab, ctx) else []))
 
     def step(self, ctx: Ctx) -> list[str]:

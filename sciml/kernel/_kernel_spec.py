@@ -127,6 +127,33 @@ class KernelMethod:
         return []
 
 
+#: the stack that the n x n matrices of a kernel on OpenMP's or XLA's threads may take (they get a few MiB)
+STACK_BYTES = 4 * 2**20
+
+
+def matrices(ctx: Ctx, names: list[str], method: str) -> str:
+    """The declaration of ``method``'s per-lane ``n x n`` matrices ``names``.
+
+    A host kernel (a NumPy field's: one solve at a time per library, `_kernel_callback`) keeps them off
+    the stack (``static``), where ``n`` in the hundreds would overflow it and crash the process; any other
+    kernel (blocks of ``SCIML_LANES`` on OpenMP's threads, or one trajectory on XLA's) keeps them on the
+    stack and is refused above `STACK_BYTES` with the size and the fix (``backend="auto"`` then runs the
+    XLA loop). Raises ValueError there."""
+    from sciml.kernel._codegen import C_LANES
+    from sciml.kernel._kernel_callback import is_host
+
+    n = ctx.n
+    declared = ", ".join(f"{name}[{n}][{n}][SCIML_LANES]" for name in names)
+    if is_host(ctx.spec):
+        return f"static sciml_real {declared};"
+    size = len(names) * n * n * C_LANES * np.dtype(ctx.spec.state_dtype).itemsize
+    if size > STACK_BYTES:
+        raise ValueError(f"the kernel's `{method}` keeps {len(names)} n x n matrices per lane on the stack: n = {n} "
+                         f"needs {size / 2**20:.0f} MiB (at most {STACK_BYTES // 2**20} MiB). Use `backend=\"jax\"` "
+                         f"for it.")
+    return f"sciml_real {declared};"
+
+
 def state(name: str, ctx: Ctx) -> str:
     """The declaration of a state-sized array over the lanes."""
     return f"sciml_real {name}[{ctx.n}][SCIML_LANES];"

@@ -104,6 +104,14 @@ def test_c_backend_names_what_it_does_not_serve(call, reason):
     assert int(solve("auto", **call).status) in (0, int(sciml.Status.EVENT))  # "auto" runs them in JAX
 
 
+@pytest.mark.parametrize("solver, count", [(S.Rodas5P(), 1), (S.BDF(), 2), (S.RadauIIA5(), 4)])
+def test_a_field_whose_matrices_would_overflow_the_stack_is_refused_with_their_size(solver, count):
+    # 300 states: count x 300 x 300 float64 per lane of an 8-lane block, over the 4 MiB a thread's stack
+    # may give them ("auto" then runs the XLA loop; a NumPy field's kernel keeps them off the stack)
+    with pytest.raises(ValueError, match=rf"(?s){count} n x n matrices.*n = 300.*backend=\"jax\""):
+        sciml.solve(lambda t, y, a: -y, jnp.ones(300), (0.0, 1e-3), solver=solver, backend="c")
+
+
 def looping_decay(t, y, k):
     """A field with a loop in it, which the C translator does not take."""
     return jax.lax.fori_loop(0, 2, lambda i, v: v - 0.5 * k * y, jnp.zeros_like(y))

@@ -121,6 +121,3 @@ def test_a_mass_matrix_is_named():
         kernel_method(solver)
 
 
-def test_a_translated_field_too_large_for_the_stack_is_refused_with_its_size():
-    with pytest.raises(ValueError, match=r"(?s)four n x n matrices.*n = 200.*backend=\"jax\""):
-        sciml.solve(lambda t, y, a: -y, jnp.ones(200), (0.0, 1.0), solver=S.RadauIIA5(), backend="c")
