@@ -21,8 +21,7 @@ import numpy as np
 
 from sciml._validate import time_dtype as time_dtype_of
 from sciml.kernel._host import host_result
-from sciml.kernel._kernel_callback import HOST
-from sciml.kernel._kernel_spec import KernelSpec
+from sciml.kernel._kernel_spec import HOST, KernelSpec
 from sciml.solvers._status import Status
 from sciml.kernel._xla import controller_unserved, fall_back, gave_up, not_served, solver_unserved, state_unserved
 

@@ -22,16 +22,14 @@ from __future__ import annotations
 import numpy as np
 
 from sciml.kernel._ctypes import PRELUDES, TARGETS, c_type
-from sciml.kernel._kernel_callback import HOST_FAILED, host_field_source, host_record, is_host
+from sciml.kernel._kernel_callback import HOST_FAILED, host_field_source, host_record
 from sciml.kernel._kernel_control import kernel_controller
-from sciml.kernel._kernel_spec import (Ctx, KernelMethod, KernelSpec, arg_inputs, entry_parameters, lane_function,
-                                       local_arg, state)
+from sciml.kernel._kernel_spec import (C_LANES, Ctx, KernelMethod, KernelSpec, arg_inputs, entry_parameters, is_host,
+                                       lane_function, local_arg, state)
 from sciml.kernel._translate import Translator
 from sciml.solvers._control import guess_order
 from sciml.solvers._status import Status
 
-#: trajectories per block on the CPU (a SIMD vector of float64 with AVX-512; two with AVX2)
-C_LANES = 8
 _QUALIFIERS = {
     "c": (f"#define SCIML_LANES {C_LANES}\n#define SCIML_FN static inline\n#define SCIML_RESTRICT restrict\n"
           "#define SCIML_SIMD _Pragma(\"omp simd\")\n"),

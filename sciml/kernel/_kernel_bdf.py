@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sciml.kernel._kernel_callback import host_jacobian_source, is_host
+from sciml.kernel._kernel_callback import host_jacobian_source
 from sciml.kernel._kernel_rosenbrock import RosenbrockKernel, _jacobian_function, _lu_functions
-from sciml.kernel._kernel_spec import Ctx, KernelMethod, matrices, state
+from sciml.kernel._kernel_spec import Ctx, KernelMethod, is_host, matrices, state
 from sciml.solvers import _newton
 from sciml.solvers.bdf import _BASIS, _U, ALPHA, BDF, ERROR_CONST, GAMMA, MAX_FACTOR, MAX_ORDER, MIN_FACTOR, ROWS
 

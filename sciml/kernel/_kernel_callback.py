@@ -18,21 +18,8 @@ from __future__ import annotations
 from sciml.kernel._kernel_spec import Ctx, lane_function
 
 
-class _Host:
-    """The marker for ``KernelSpec.rhs``/``jac``: evaluated by a callback into Python."""
-
-    def __repr__(self) -> str:
-        return "HOST"
-
-
-HOST = _Host()
-
 #: the C expression that is true once a callback failed (the loop stops at its next iteration)
 HOST_FAILED = "sciml_host_failed"
-
-
-def is_host(spec) -> bool:
-    return spec.rhs is HOST
 
 
 def host_field_source(ctx: Ctx) -> str:

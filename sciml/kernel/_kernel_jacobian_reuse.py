@@ -24,7 +24,7 @@ whole; ``njev`` of a host solve is the field's own count of the Jacobians it for
 
 from __future__ import annotations
 
-from sciml.kernel._kernel_spec import Ctx, matrices, state
+from sciml.kernel._kernel_spec import Ctx, is_host, matrices, state
 
 #: Accepted steps a Jacobian serves at most. A stale Jacobian costs no accuracy (the error estimate
 #: holds for any matrix) but on a nonlinear problem it shrinks the steps the controller accepts as the
@@ -48,8 +48,6 @@ FACTOR_REUSE_N = 64
 
 def reuses_jacobian(tableau, ctx: Ctx) -> bool:
     """Whether the kernel of ``tableau`` keeps its Jacobian across steps: W-methods, NumPy fields."""
-    from sciml.kernel._kernel_callback import is_host
-
     return bool(getattr(tableau, "w_method", False)) and is_host(ctx.spec)
 
 

@@ -32,9 +32,9 @@ from __future__ import annotations
 import numpy as np
 
 from sciml.kernel._kernel_bdf import _table
-from sciml.kernel._kernel_callback import host_jacobian_source, is_host
+from sciml.kernel._kernel_callback import host_jacobian_source
 from sciml.kernel._kernel_rosenbrock import RosenbrockKernel, _jacobian_function, _lu_functions
-from sciml.kernel._kernel_spec import Ctx, KernelMethod, matrices, state
+from sciml.kernel._kernel_spec import Ctx, KernelMethod, is_host, matrices, state
 from sciml.solvers import _radau_coefficients as C
 from sciml.solvers.radau import (FIRST_REJECT, HOLD_STEP, MAX_FACTOR, MAX_ITER, MIN_FACTOR, SAFETY, SLOW_RATE,
                                  RadauIIA5)

@@ -20,8 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from sciml.kernel import _kernel_jacobian_reuse as jacobian_reuse
-from sciml.kernel._kernel_callback import host_jacobian_source, is_host
-from sciml.kernel._kernel_spec import Ctx, KernelMethod, arg_inputs, combine, hermite, lane_function, matrices, state
+from sciml.kernel._kernel_callback import host_jacobian_source
+from sciml.kernel._kernel_spec import (Ctx, KernelMethod, arg_inputs, combine, hermite, is_host, lane_function,
+                                      matrices, state)
 from sciml.kernel._translate import Translator
 
 

@@ -18,6 +18,27 @@ LOCAL_ARG_SIZE = 64
 LANES = "SCIML_SIMD for (int l = 0; l < SCIML_LANES; ++l)"
 
 
+#: trajectories per block on the CPU, ``SCIML_LANES`` of the C target (a SIMD vector of float64 with AVX-512;
+#: two with AVX2)
+C_LANES = 8
+
+
+class _Host:
+    """The marker for ``KernelSpec.rhs``/``jac``: evaluated by a callback into Python
+    (`sciml.kernel._kernel_callback`)."""
+
+    def __repr__(self) -> str:
+        return "HOST"
+
+
+HOST = _Host()
+
+
+def is_host(spec) -> bool:
+    """Whether the kernel of ``spec`` calls its field back in Python."""
+    return spec.rhs is HOST
+
+
 @dataclasses.dataclass(frozen=True)
 class ArgSpec:
     """One array leaf of ``args`` as the kernel sees it: per-trajectory ``size`` and whether it is batched."""
@@ -139,9 +160,6 @@ def matrices(ctx: Ctx, names: list[str], method: str) -> str:
     kernel (blocks of ``SCIML_LANES`` on OpenMP's threads, or one trajectory on XLA's) keeps them on the
     stack and is refused above `STACK_BYTES` with the size and the fix (``backend="auto"`` then runs the
     XLA loop). Raises ValueError there."""
-    from sciml.kernel._codegen import C_LANES
-    from sciml.kernel._kernel_callback import is_host
-
     n = ctx.n
     declared = ", ".join(f"{name}[{n}][{n}][SCIML_LANES]" for name in names)
     if is_host(ctx.spec):
