@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sciml._device_callback import on_every_device
 from sciml.distributed import to_host
 
 
@@ -163,10 +164,10 @@ def raise_on_failure(values, status, t, dt, max_steps: int, solver_stiff: bool =
     first failing index, its status, time and step), and only if something failed does a branch run a
     host callback on that summary, which raises. Under ``vmap`` the check sees the whole batch at once
     (a custom batching rule), so the branch stays a branch and nothing but the summary leaves the
-    devices; with the batch split over devices the reductions are the only communication. In a
-    multi-process program a callback runs on every device of every process, so every process raises
-    the same error (the computation must then span every process's devices, as a data-parallel step
-    does). ``values`` (the solve's outputs) pass through the failing branch so that the check cannot be
+    devices; with the batch split over devices the reductions are the only communication. The callback
+    runs on every device of the program (`sciml._device_callback`), so a sharded batch's devices all
+    raise rather than wait for the one that did, and in a multi-process program every process raises
+    the same error. ``values`` (the solve's outputs) pass through the failing branch so that the check cannot be
     optimised away where they are used. Differentiable (the identity for derivatives).
     """
 
@@ -181,14 +182,17 @@ def raise_on_failure(values, status, t, dt, max_steps: int, solver_stiff: bool =
 
     @jax.custom_batching.custom_vmap
     def guard(values, status, t, dt):
+        # reductions only (a sharded batch all-reduces scalars; indexing it would gather it)
         bad = failed_mask(status).ravel()
-        first = jnp.argmax(bad)
-        pick = lambda x: jnp.broadcast_to(x, status.shape).ravel()[first]  # noqa: E731
-        summary = (jnp.sum(bad, dtype=jnp.int32), first.astype(jnp.int32), jnp.int32(bad.size),
-                   status.ravel()[first].astype(jnp.int32), pick(t), jnp.abs(pick(dt)))
+        index = jnp.arange(bad.size, dtype=jnp.int32)
+        first = jnp.min(jnp.where(bad, index, jnp.int32(bad.size)))
+        at_first = index == first
+        pick = lambda x: jnp.sum(jnp.where(at_first, jnp.broadcast_to(x, status.shape).ravel(), 0))  # noqa: E731
+        summary = (jnp.sum(bad, dtype=jnp.int32), first, jnp.int32(bad.size), pick(status).astype(jnp.int32),
+                   pick(t), jnp.abs(pick(dt)))
 
         def fail(values, summary):
-            token = _on_every_process(report, *summary)   # raises; the token keeps the call alive
+            token = on_every_device(report, *summary)   # raises; the token keeps the call alive
             return jax.tree_util.tree_map(lambda v: v + token.astype(v.dtype), values)
 
         return jax.lax.cond(jnp.any(bad), fail, lambda values, summary: values, values, summary)
@@ -215,25 +219,3 @@ def raise_on_failure(values, status, t, dt, max_steps: int, solver_stiff: bool =
 def failed_mask(status) -> jax.Array:
     """`failed` for traced statuses."""
     return (status != Status.SUCCESS) & (status != Status.EVENT)
-
-
-def _on_every_process(host_fn, *summary) -> jax.Array:
-    """Call ``host_fn(*summary)`` from the running program: on one device, or in a multi-process program
-    on every device of every process; the sum of the calls' zero int32 tokens.
-
-    A callback in an automatically partitioned program runs on one device only. In a multi-process
-    program every device must raise the error, or the others would wait for it at their next
-    collective (here: gathering the tokens); so there one callback is pinned to each device (the
-    program must span them all, as a data-parallel step does). Pure callbacks, not `io_callback`:
-    effects are refused under `jax.checkpoint`; the token added to the solve's values keeps them alive.
-    """
-    def call(*s):
-        host_fn(*s)
-        return np.int32(0)
-
-    shape = jax.ShapeDtypeStruct((), jnp.int32)
-    if jax.process_count() == 1:
-        return jax.pure_callback(call, shape, *summary)
-    tokens = [jax.pure_callback(call, shape, *summary, sharding=jax.sharding.SingleDeviceSharding(device))
-              for device in jax.devices()]
-    return sum(tokens[1:], tokens[0])

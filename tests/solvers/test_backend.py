@@ -78,6 +78,24 @@ def test_forward_mode_and_vmap_compose_with_the_kernel():
         np.testing.assert_allclose(ys, solve("jax", y0=y0, saveat=TS).ys, rtol=1e-9)
 
 
+def test_nested_vmaps_batched_times_and_args_run_in_one_kernel_call():
+    # vmap over a non-leading axis, inside another vmap, with t_span and args batched too: the kernel's
+    # custom call takes the whole (folded) batch, and each trajectory is the XLA loop's to rounding
+    y0s = jnp.stack([jnp.linspace(0.5, 2.0, 3)[:, None] * jnp.ones((3, 2)), 2.0 * jnp.ones((3, 2))], axis=1)
+    t1s = jnp.array([4.0, 7.0])
+
+    def final(backend):
+        one = lambda y0, t1, p: solve(backend, y0=y0, t_span=(0.0, t1), args=p).ys[-1]  # noqa: E731
+        over_t1 = jax.vmap(one, in_axes=(0, 0, None))
+        return jax.jit(jax.vmap(over_t1, in_axes=(0, None, 0)))(y0s, t1s, jnp.stack([P, 1.1 * P, 0.9 * P]))
+
+    c, j = final("c"), final("jax")
+    assert c.shape == (3, 2, 2)
+    np.testing.assert_allclose(c, j, rtol=1e-9)
+    text = jax.jit(jax.vmap(lambda y0: solve("c", y0=y0).ys)).lower(y0s[:, 0]).as_text()
+    assert text.count("sciml_kernel_") == 1 and "while" not in text   # one call for the batch, no loop of calls
+
+
 def test_failures_have_the_jax_backends_status_and_message():
     blow_up = dict(f=lambda t, y, a: y ** 2, y0=jnp.array([1.0]), t_span=(0.0, 2.0), args=None, throw=False)
     c, j = solve("c", **blow_up), solve("jax", **blow_up)
