@@ -42,6 +42,8 @@ def kernel_source(spec: KernelSpec, method: KernelMethod, target: str) -> str:
     """The complete source for ``target`` ("c" or "cuda"); entry point ``sciml_ensemble``."""
     if target not in TARGETS:
         raise ValueError(f"`target` must be one of {TARGETS}; got {target!r}.")
+    if method.single_trajectory and target != "c-single":
+        raise ValueError(method.single_trajectory)
     return PRELUDES[target] + _QUALIFIERS[target] + kernel_body(spec, method) + _entry(spec, target)
 
 

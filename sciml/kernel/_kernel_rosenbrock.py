@@ -71,13 +71,17 @@ class RosenbrockKernel(KernelMethod):
                 + [matrices(ctx, ["W"], self.name), "sciml_real hg[SCIML_LANES];", f"int piv[{n}][SCIML_LANES];"]
                 + (jacobian_reuse.declarations(ctx) if jacobian_reuse.reuses_jacobian(self.tab, ctx) else []))
 
-    def step(self, ctx: Ctx) -> list[str]:
+    def step(self, ctx: Ctx, with_jacobian: list[str] = ()) -> list[str]:
+        """The step's lines; ``with_jacobian``: lines run while ``W`` holds ``J = df/dy`` of the step,
+        before it becomes the iteration matrix (AutoSwitch's power iteration; not for a W-method)."""
         tab, us, n, R = self.tab, self.us, ctx.n, ctx.R
         factor = _iteration_matrix(ctx, tab.gamma, self.mass) + ["sciml_lu_factor(W, piv);"]
         if jacobian_reuse.reuses_jacobian(tab, ctx):   # a W-method keeps J (in Jk, dk) and its factors
+            if with_jacobian:
+                raise ValueError(f"{self.name} reuses its Jacobian across steps: no step holds a fresh one")
             lines = jacobian_reuse.step_head(ctx, tab.gamma, _jacobian_call(ctx, "Jk", "dk"), factor)
         else:
-            lines = [_jacobian_call(ctx, "W", "dfdt")] + factor
+            lines = [_jacobian_call(ctx, "W", "dfdt")] + list(with_jacobian) + factor
         for i in range(tab.stages):
             if i == 0:
                 lines += combine(ctx, "rhs", "f0", [], [])

@@ -119,6 +119,9 @@ class KernelMethod:
     #: iteration converged or became non-finite (`sciml.solvers._base.Step.ok`); a step size that
     #: underflows while Newton fails then ends as NEWTON_FAILED, as in the XLA loop
     newton_ok: str | None = None
+    #: for a method written for one trajectory per block only (a C ``if`` on lane 0), why the ensembles'
+    #: targets ("c": lanes in lockstep; "cuda") do not run it; empty when every target does
+    single_trajectory: str = ""
 
     def helpers(self, ctx: Ctx) -> list[str]:
         return []

@@ -26,6 +26,7 @@ from sciml.kernel._ctypes import UnsupportedDtypeError
 from sciml.kernel._kernel_control import kernel_controller
 from sciml.kernel._kernel_init import apply_init, initialise
 from sciml.kernel._kernel_rk import ExplicitRKKernel
+from sciml.kernel._kernel_autoswitch import autoswitch_kernel
 from sciml.kernel._kernel_bdf import bdf_kernel
 from sciml.kernel._kernel_radau import radau_kernel
 from sciml.kernel._kernel_rosenbrock import rosenbrock_kernel
@@ -39,13 +40,14 @@ def kernel_method(solver) -> KernelMethod:
     method = rosenbrock_kernel(solver)
     if method is None:
         try:
-            method = bdf_kernel(solver) or radau_kernel(solver)
-        except ValueError as err:   # a BDF/RadauIIA5 option the kernel does not run: say which
+            method = bdf_kernel(solver) or radau_kernel(solver) or autoswitch_kernel(solver)
+        except ValueError as err:   # a BDF/RadauIIA5/AutoSwitch option the kernel does not run: say which
             raise ValueError(f"{err}; got `solver={solver!r}`. Use `backend=\"jax\"` for it.") from None
     if method is None:
         raise ValueError(
             f"the kernel backends (`backend=\"c\"`, `\"cupy\"`) run the explicit Runge-Kutta methods, "
-            f"Rodas5P, ROS34PW2, BDF and RadauIIA5; got `solver={solver!r}`. Use `backend=\"jax\"` for it.")
+            f"Rodas5P, ROS34PW2, BDF, RadauIIA5 and AutoSwitch; got `solver={solver!r}`. Use `backend=\"jax\"` "
+            f"for it.")
     return method
 
 

@@ -104,18 +104,20 @@ def solver_unserved(solver) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _solver_unserved(solver) -> str:
+    from sciml.kernel._kernel_autoswitch import autoswitch_kernel
     from sciml.kernel._kernel_bdf import bdf_kernel
     from sciml.kernel._kernel_radau import radau_kernel
     from sciml.kernel._launch import kernel_method
 
     try:
-        bdf_kernel(solver) or radau_kernel(solver)
-    except ValueError as err:   # a BDF/RadauIIA5 option the kernel does not run (a mass matrix, gmres)
+        bdf_kernel(solver) or radau_kernel(solver) or autoswitch_kernel(solver)
+    except ValueError as err:   # an option the kernel does not run (a mass matrix, gmres, AutoSwitch's pair)
         return str(err)
     try:
         kernel_method(solver)
     except ValueError:
-        return f"it runs the explicit Runge-Kutta methods, Rodas5P, ROS34PW2, BDF and RadauIIA5, not {solver!r}"
+        return (f"it runs the explicit Runge-Kutta methods, Rodas5P, ROS34PW2, BDF, RadauIIA5 and AutoSwitch, "
+                f"not {solver!r}")
     return ""
 
 

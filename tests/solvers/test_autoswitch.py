@@ -175,8 +175,9 @@ def test_direct_gradient_matches_finite_differences():
     np.testing.assert_allclose(np.asarray(grad), finite_differences(), rtol=1e-5)
 
 
-def test_kernel_does_not_serve_it_and_auto_falls_back(caplog):
-    args = dict(rtol=1e-4, atol=1e-7, solver=S.AutoSwitch())
+def test_kernel_does_not_serve_another_pair_and_auto_falls_back(caplog):
+    # the kernel runs the default pair (tests/solvers/test_kernel_autoswitch.py)
+    args = dict(rtol=1e-4, atol=1e-7, solver=S.AutoSwitch(stiff=S.Rosenbrock23()))
     with pytest.raises(ValueError, match=r'backend="c"` does not serve this solve.*AutoSwitch'):
         sciml.solve(flame, jnp.array([0.1]), (0.0, 20.0), args=1.0, backend="c", **args)
     with caplog.at_level(logging.DEBUG, logger="sciml.kernel"):
