@@ -73,7 +73,7 @@ def _lowering(ctx, *operands, host_fn):
         per_device = jax.shard_map(lambda *v: jnp.reshape(jax.pure_callback(call, _TOKEN, *v), (1,)), mesh=mesh,
                                    in_specs=tuple(PartitionSpec() for _ in values),
                                    out_specs=PartitionSpec("sciml_device"), check_vma=False)
-        return jnp.sum(per_device(*values))
+        return jnp.sum(per_device(*values), dtype=jnp.int32)   # the declared token (int64 under x64)
 
     return mlir.lower_fun(body, multiple_results=False)(ctx, *operands)
 
