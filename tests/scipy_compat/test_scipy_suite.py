@@ -8,7 +8,8 @@ never call `solve_ivp` check scipy's solver classes and helpers (`RK45(...).step
 are marked xfail with the reason, and each is listed in docs/porting-from-scipy.md.
 
 `pytest --runxfail tests/scipy_compat` runs the xfailed tests as ordinary ones (the raw pass count);
-the few that cost minutes (`COSTLY`) carry the suite's ``slow`` mark: ``pytest -m slow`` runs them.
+every test runs in the default run (scipy's own ``slow`` marks are dropped); one that costs minutes
+would go in `COSTLY`, which gives it this suite's ``slow`` mark.
 """
 
 from __future__ import annotations
@@ -38,14 +39,7 @@ XFAIL: dict[str, str] = {
                        "step, takes 0.1 exactly, as every other method does",
 }
 #: test name -> why it is marked slow (not in the default run; ``pytest -m slow`` runs it): minutes of CI time
-COSTLY: dict[str, str] = {
-    "test_integration_sparse_difference": "400 NumPy-field states with BDF and Radau: the Python-field path "
-                                          "runs these in the XLA loop with a callback per evaluation (about "
-                                          "3 ms each on a loaded 2-core machine), several minutes in all",
-    "test_events": "6 methods x 9 event configurations on a NumPy field: Radau, BDF and LSODA run in the XLA "
-                   "loop, one compiled program per configuration (terminal and direction are part of it), "
-                   "about 2.5 minutes on a 2-core machine",
-}
+COSTLY: dict[str, str] = {}   # none since BDF, Radau and LSODA run NumPy fields in the C kernel (~25 s in all)
 #: test name -> the sciml work it waits for (not strict: the work may land in any order). Also listed.
 PENDING: dict[str, str] = {}
 
@@ -75,7 +69,8 @@ def _collect(module_name: str) -> dict:
 def _copy(func):
     copy = types.FunctionType(func.__code__, func.__globals__, func.__name__, func.__defaults__, func.__closure__)
     copy.__dict__.update(func.__dict__)
-    copy.pytestmark = list(getattr(func, "pytestmark", []))
+    # scipy's own `slow` marks (test_integration_stiff) are for scipy's CI; here every test runs by default
+    copy.pytestmark = [m for m in getattr(func, "pytestmark", []) if m.name != "slow"]
     return copy
 
 
