@@ -8,8 +8,8 @@ batch turned into a hang and a crash. Raising on every device avoids that wait, 
 a program is known only when it is lowered, not when it is traced. So the callback is a primitive whose
 lowering reads the program's devices and runs the `jax.pure_callback` in a `shard_map` over them, once
 per device (one device: one plain callback; inside a `shard_map` the plain callback already runs once
-per device). In a multi-process
-program that is every device of every process, so every process raises the same error.
+per device). In a multi-process program that is every device of every process, so every process raises
+the same error.
 """
 
 from __future__ import annotations

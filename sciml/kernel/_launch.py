@@ -33,6 +33,16 @@ from sciml.kernel._kernel_rosenbrock import rosenbrock_kernel
 from sciml.solvers._explicit_rk import ExplicitRK
 
 
+#: the methods the kernel backends run, as their refusals name them
+SERVED_METHODS = "the explicit Runge-Kutta methods, Rodas5P, ROS34PW2, BDF, RadauIIA5 and AutoSwitch"
+
+
+def option_kernel(solver) -> KernelMethod | None:
+    """The kernel of a BDF, RadauIIA5 or AutoSwitch ``solver``, None for another solver. Raises ValueError
+    naming an option of it that the kernel does not run (a mass matrix, gmres, another AutoSwitch pair)."""
+    return bdf_kernel(solver) or radau_kernel(solver) or autoswitch_kernel(solver)
+
+
 def kernel_method(solver) -> KernelMethod:
     """The kernel counterpart of ``solver``; a clear error for methods without one."""
     if isinstance(solver, ExplicitRK):
@@ -40,14 +50,12 @@ def kernel_method(solver) -> KernelMethod:
     method = rosenbrock_kernel(solver)
     if method is None:
         try:
-            method = bdf_kernel(solver) or radau_kernel(solver) or autoswitch_kernel(solver)
-        except ValueError as err:   # a BDF/RadauIIA5/AutoSwitch option the kernel does not run: say which
+            method = option_kernel(solver)
+        except ValueError as err:   # an option the kernel does not run: say which
             raise ValueError(f"{err}; got `solver={solver!r}`. Use `backend=\"jax\"` for it.") from None
     if method is None:
-        raise ValueError(
-            f"the kernel backends (`backend=\"c\"`, `\"cupy\"`) run the explicit Runge-Kutta methods, "
-            f"Rodas5P, ROS34PW2, BDF, RadauIIA5 and AutoSwitch; got `solver={solver!r}`. Use `backend=\"jax\"` "
-            f"for it.")
+        raise ValueError(f"the kernel backends (`backend=\"c\"`, `\"cupy\"`) run {SERVED_METHODS}; got "
+                         f"`solver={solver!r}`. Use `backend=\"jax\"` for it.")
     return method
 
 

@@ -104,20 +104,16 @@ def solver_unserved(solver) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _solver_unserved(solver) -> str:
-    from sciml.kernel._kernel_autoswitch import autoswitch_kernel
-    from sciml.kernel._kernel_bdf import bdf_kernel
-    from sciml.kernel._kernel_radau import radau_kernel
-    from sciml.kernel._launch import kernel_method
+    from sciml.kernel._launch import SERVED_METHODS, kernel_method, option_kernel
 
     try:
-        bdf_kernel(solver) or radau_kernel(solver) or autoswitch_kernel(solver)
+        option_kernel(solver)
     except ValueError as err:   # an option the kernel does not run (a mass matrix, gmres, AutoSwitch's pair)
         return str(err)
     try:
         kernel_method(solver)
     except ValueError:
-        return (f"it runs the explicit Runge-Kutta methods, Rodas5P, ROS34PW2, BDF, RadauIIA5 and AutoSwitch, "
-                f"not {solver!r}")
+        return f"it runs {SERVED_METHODS}, not {solver!r}"
     return ""
 
 
